@@ -1,0 +1,204 @@
+"""Project configuration: one `panorama.yaml` per project, validated into typed settings.
+
+Every error names the key path and the problem, e.g.
+``panorama.yaml: sources.crm.kind: must be one of records, events, segment (got 'record')``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+CONFIG_FILE = "panorama.yaml"
+SOURCE_SUFFIXES = (".csv", ".tsv", ".parquet", ".json", ".jsonl", ".ndjson")
+
+
+class ConfigError(Exception):
+    """A project configuration that cannot be used; the message names the key and the problem."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SourceConfig(_Strict):
+    """One input system: a file (or DB table) of records, events or Segment messages."""
+
+    path: str | None = None
+    table: str | None = None
+    database: str | None = None
+    kind: Literal["records", "events", "segment"]
+    key: str | None = None
+    timestamp: str | None = None
+    event: str | None = None
+    event_column: str | None = None
+    identifiers: dict[str, str] = Field(default_factory=dict)
+    attributes: dict[str, str] = Field(default_factory=dict)
+    properties: dict[str, str] = Field(default_factory=dict)
+    formats: dict[str, str] = Field(default_factory=dict)
+    delimiter: str | None = None
+    priority: int = 0
+
+    @model_validator(mode="after")
+    def _check(self) -> SourceConfig:
+        if (self.path is None) == (self.table is None):
+            raise ValueError("give exactly one of `path` (a file) or `table` (a database table)")
+        if self.path is not None and not self.path.lower().endswith(SOURCE_SUFFIXES):
+            raise ValueError(
+                f"path {self.path!r}: unsupported file type; use one of {', '.join(SOURCE_SUFFIXES)}"
+            )
+        if self.kind in ("records", "events"):
+            if not self.key:
+                raise ValueError(f"`key` is required for a {self.kind} source")
+            if not self.timestamp:
+                raise ValueError(f"`timestamp` is required for a {self.kind} source")
+        if self.kind == "events" and bool(self.event) == bool(self.event_column):
+            raise ValueError("an events source needs exactly one of `event` or `event_column`")
+        if self.kind != "events" and (self.event or self.event_column):
+            raise ValueError("`event`/`event_column` only apply to kind: events")
+        if self.kind == "segment" and (self.key or self.identifiers or self.attributes):
+            raise ValueError(
+                "a segment source takes its key (messageId) and identifiers from the messages; "
+                "remove `key`, `identifiers` and `attributes`"
+            )
+        if self.delimiter is not None and len(self.delimiter) != 1:
+            raise ValueError("`delimiter` must be a single character")
+        unknown = set(self.formats) - (
+            set(self.attributes) | set(self.properties) | {self.timestamp or ""}
+        )
+        if unknown:
+            raise ValueError(
+                f"formats: column(s) {sorted(unknown)} are not the timestamp, an attribute or a property"
+            )
+        return self
+
+    def columns(self) -> list[str]:
+        """The input columns this source reads, in a stable order."""
+        cols: list[str] = []
+        for col in (self.key, self.timestamp, self.event_column):
+            if col and col not in cols:
+                cols.append(col)
+        for mapping in (self.identifiers, self.attributes, self.properties):
+            cols.extend(c for c in mapping if c not in cols)
+        return cols
+
+
+class IdentityConfig(_Strict):
+    default_region: str = "US"
+
+    @field_validator("default_region")
+    @classmethod
+    def _region(cls, value: str) -> str:
+        import phonenumbers
+
+        if value.upper() not in phonenumbers.SUPPORTED_REGIONS:
+            raise ValueError(f"unknown region {value!r}; use an ISO 3166 code such as GB or US")
+        return value.upper()
+
+
+class ServerConfig(_Strict):
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=1, le=65535)] = 8000
+
+
+class ProjectConfig(_Strict):
+    name: str
+    store: str = "panorama.duckdb"
+    identity: IdentityConfig = Field(default_factory=IdentityConfig)
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    sources: dict[str, SourceConfig] = Field(default_factory=dict)
+
+    @field_validator("sources")
+    @classmethod
+    def _source_names(cls, sources: dict[str, SourceConfig]) -> dict[str, SourceConfig]:
+        for name in sources:
+            if not name.replace("_", "").replace("-", "").isalnum():
+                raise ValueError(f"source name {name!r}: use letters, digits, '_' or '-'")
+        return sources
+
+
+class Project:
+    """A loaded project: its directory and validated config."""
+
+    def __init__(self, root: Path, config: ProjectConfig):
+        self.root = root
+        self.config = config
+
+    @property
+    def store_path(self) -> Path:
+        return (self.root / self.config.store).resolve()
+
+    def source_path(self, source: SourceConfig) -> Path:
+        assert source.path is not None
+        return (self.root / source.path).resolve()
+
+
+def _format_validation_error(file: Path, error: ValidationError) -> str:
+    lines = []
+    for item in error.errors():
+        key = ".".join(str(p) for p in item["loc"]) or "(top level)"
+        message = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "extra_forbidden":
+            message = "unknown key"
+        elif item["type"] == "missing":
+            message = "required key is missing"
+        elif "input" in item and item["type"] not in ("value_error",):
+            message = f"{message} (got {item['input']!r})"
+        lines.append(f"{file.name}: {key}: {message}")
+    return "\n".join(lines)
+
+
+def parse_config(data: Any, file: Path = Path(CONFIG_FILE)) -> ProjectConfig:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{file.name}: the file must be a mapping of keys (name, store, sources, ...)")
+    try:
+        return ProjectConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_validation_error(file, exc)) from None
+
+
+def load_project(directory: Path | str = ".") -> Project:
+    root = Path(directory).resolve()
+    file = root / CONFIG_FILE
+    if not file.exists():
+        raise ConfigError(f"{file}: not found; run `panorama init {directory}` to create a project")
+    try:
+        data = yaml.safe_load(file.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{file.name}:{where}: invalid YAML: {problem}") from None
+    return Project(root, parse_config(data, file))
+
+
+TEMPLATE = """\
+# Panorama project configuration. Reference: docs/config.md
+name: {name}
+store: panorama.duckdb            # DuckDB file, relative to this directory
+identity:
+  default_region: {region}              # phone numbers without a country code
+sources: {{}}
+# sources:
+#   crm:
+#     path: data/crm_contacts.csv
+#     kind: records                 # records | events | segment
+#     key: customer_id
+#     timestamp: created_at
+#     identifiers: {{customer_id: crm_id, email: email, phone: phone}}
+#     attributes: {{first_name: first_name, last_name: last_name}}
+#     formats: {{created_at: "%Y-%m-%d %H:%M:%S"}}
+"""
+
+
+def init_project(directory: Path | str, name: str | None = None, region: str = "US") -> Path:
+    root = Path(directory)
+    root.mkdir(parents=True, exist_ok=True)
+    file = root / CONFIG_FILE
+    if file.exists():
+        raise ConfigError(f"{file}: already exists; not overwritten")
+    file.write_text(TEMPLATE.format(name=name or root.resolve().name, region=region), encoding="utf-8")
+    return file

@@ -1,0 +1,362 @@
+"""Load configured sources (files and DB tables) into the log.
+
+Each chunk of rows is validated in one SQL pass over string columns: the key must be
+present, the timestamp must parse, numeric properties must be numbers, declared formats
+must match. Good rows are appended (idempotently: by source + key + content for records,
+by message id for events); bad rows go to dead letters with file, line, field and reason.
+Each chunk commits on its own, so an interrupted run keeps what it loaded and a re-run
+completes it without duplicates.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import orjson
+
+from panorama.config import Project, SourceConfig
+from panorama.ingest import readers
+from panorama.ingest.log import DeadLetter, append_dead_letters, append_events, events_table, utcnow
+from panorama.ingest.readers import LINE, Chunk, ReadError
+from panorama.ingest.segment import MessageError, normalize_message
+from panorama.store import Store
+from panorama.store.schema import NUMERIC_PROPERTIES, PROMOTED_PROPERTIES
+
+Progress = Callable[[int, int], None]  # (rows done, rows expected)
+
+
+class IngestError(Exception):
+    """A source that cannot be loaded at all; the message names the file and the problem."""
+
+
+@dataclass
+class IngestResult:
+    source: str
+    file: str
+    rows_read: int = 0
+    loaded: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    seconds: float = 0.0
+
+    @property
+    def rows_per_second(self) -> float:
+        return self.rows_read / self.seconds if self.seconds else 0.0
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _lit(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _is_date_format(fmt: str) -> bool:
+    directives = {fmt[i + 1] for i in range(len(fmt) - 1) if fmt[i] == "%"}
+    return not directives & set("HIMSfpzZ")
+
+
+def _time_expr(column: str, fmt: str | None) -> str:
+    col = _ident(column)
+    if fmt:
+        parsed = f"CAST(try_strptime(trim({col}), {_lit(fmt)}) AS TIMESTAMP)"
+    else:
+        parsed = (
+            f"COALESCE(CAST(TRY_CAST(trim({col}) AS TIMESTAMPTZ) AS TIMESTAMP), "
+            f"CASE WHEN regexp_full_match(trim({col}), '\\d{{9,10}}(\\.\\d+)?') "
+            f"THEN make_timestamp(CAST(TRY_CAST(trim({col}) AS DOUBLE) * 1e6 AS BIGINT)) "
+            f"WHEN regexp_full_match(trim({col}), '\\d{{12,13}}') "
+            f"THEN make_timestamp(TRY_CAST(trim({col}) AS BIGINT) * 1000) END)"
+        )
+    return f"(CASE WHEN year({parsed}) BETWEEN 1900 AND 2200 THEN {parsed} END)"
+
+
+def _formatted_expr(column: str, fmt: str) -> str:
+    col = _ident(column)
+    parsed = f"try_strptime(trim({col}), {_lit(fmt)})"
+    out = "%Y-%m-%d" if _is_date_format(fmt) else "%Y-%m-%dT%H:%M:%S"
+    return f"strftime(CAST({parsed} AS TIMESTAMP), {_lit(out)})"
+
+
+@dataclass
+class _Plan:
+    """SQL for one source: a SELECT over the chunk computing checked, typed values."""
+
+    select: str
+    identifier_types: dict[str, str]
+
+
+def _plan(name: str, source: SourceConfig, columns: list[str], file: str) -> _Plan:
+    """Build the validating SELECT over `_chunk` (string columns + __line)."""
+    assert source.key and source.timestamp
+    exprs: dict[str, str] = {}
+    checks: list[tuple[str, str, str]] = []  # (condition for bad, field, reason expression)
+
+    key = _ident(source.key)
+    exprs["_key"] = f"trim({key})"
+    checks.append((f"{key} IS NULL", source.key, _lit(f"key column '{source.key}' is empty")))
+
+    ts_fmt = source.formats.get(source.timestamp)
+    ts_col = _ident(source.timestamp)
+    exprs["_ts"] = _time_expr(source.timestamp, ts_fmt)
+    checks.append((f"{ts_col} IS NULL", source.timestamp,
+                   _lit(f"timestamp column '{source.timestamp}' is empty")))  # fmt: skip
+    expected = f"format {ts_fmt!r}" if ts_fmt else "ISO 8601 or epoch seconds"
+    checks.append(
+        ("_ts IS NULL", source.timestamp,
+         f"{_lit(f'timestamp column {source.timestamp!r}: cannot parse ')} || ('''' || {ts_col} || '''') || "
+         f"{_lit(f' (expected {expected})')}")
+    )  # fmt: skip
+
+    if source.event_column:
+        ev = _ident(source.event_column)
+        exprs["_event"] = f"trim({ev})"
+        checks.append((f"{ev} IS NULL", source.event_column,
+                       _lit(f"event column '{source.event_column}' is empty")))  # fmt: skip
+    elif source.event:
+        exprs["_event"] = _lit(source.event)
+
+    def value_expr(column: str, kind: str, target: str) -> str:
+        col = _ident(column)
+        fmt = source.formats.get(column)
+        if fmt:
+            alias = f"_fmt_{len(exprs)}"
+            exprs[alias] = _formatted_expr(column, fmt)
+            checks.append(
+                (f"{col} IS NOT NULL AND {alias} IS NULL", column,
+                 f"{_lit(f'{kind} {target!r} (column {column!r}): ')} || ('''' || {col} || '''') || "
+                 f"{_lit(f' does not match format {fmt!r}')}")
+            )  # fmt: skip
+            return alias
+        if kind == "property" and target in NUMERIC_PROPERTIES:
+            alias = f"_num_{len(exprs)}"
+            exprs[alias] = f"TRY_CAST(replace(trim({col}), ',', '') AS DOUBLE)"
+            checks.append(
+                (f"{col} IS NOT NULL AND {alias} IS NULL", column,
+                 f"{_lit(f'property {target!r} (column {column!r}): ')} || ('''' || {col} || '''') || "
+                 f"{_lit(' is not a number')}")
+            )  # fmt: skip
+            return alias
+        return f"trim({col})"
+
+    attributes = {target: value_expr(col, "attribute", target) for col, target in source.attributes.items()}
+    properties = {target: value_expr(col, "property", target) for col, target in source.properties.items()}
+    used = set(source.columns())
+    if source.kind == "events":  # unmapped columns travel as properties under their own names
+        for col in columns:
+            if col not in used and col != LINE and col not in properties:
+                properties[col] = f"trim({_ident(col)})"
+
+    ident_items = ", ".join(
+        f"{{'type': {_lit(kind)}, 'value': trim({_ident(col)})}}" for col, kind in source.identifiers.items()
+    )
+    exprs["_identifiers"] = (
+        f"list_filter([{ident_items}], i -> i.value IS NOT NULL AND i.value <> '')" if ident_items
+        else "CAST([] AS STRUCT(type VARCHAR, value VARCHAR)[])"
+    )  # fmt: skip
+
+    def json_object(mapping: dict[str, str]) -> str:
+        if not mapping:
+            return "NULL"
+        return "json_object(" + ", ".join(f"{_lit(k)}, {v}" for k, v in mapping.items()) + ")"
+
+    exprs["_attributes"] = json_object(attributes)
+    exprs["_properties"] = json_object(properties)
+    exprs["_data"] = json_object({c: _ident(c) for c in columns if c != LINE})
+    for target in PROMOTED_PROPERTIES:
+        exprs[f"_p_{target}"] = properties.get(target, "NULL")
+    for kind in ("user_id", "anonymous_id"):
+        cols = [c for c, k in source.identifiers.items() if k == kind]
+        exprs[f"_{kind}"] = f"trim({_ident(cols[0])})" if cols else "NULL"
+
+    reason = "CASE " + " ".join(f"WHEN {cond} THEN {why}" for cond, _, why in checks) + " END"
+    field = "CASE " + " ".join(f"WHEN {cond} THEN {_lit(f)}" for cond, f, _ in checks) + " END"
+    # Checks refer to computed aliases, so compute in a subquery first.
+    inner = ", ".join(f"{expr} AS {alias}" for alias, expr in exprs.items())
+    select = (
+        f"SELECT *, {reason} AS _reason, {field} AS _field FROM "
+        f"(SELECT *, {inner} FROM _chunk)"
+    )
+    return _Plan(select, dict(source.identifiers))
+
+
+def _insert_records(cur: duckdb.DuckDBPyConnection, name: str, file: str, now) -> int:
+    return cur.execute(
+        f"""
+        INSERT OR IGNORE INTO records
+            (source, record_id, row_hash, ts, ingested_at, identifiers, attributes, data, file, line)
+        SELECT {_lit(name)}, _key, md5(CAST(_data AS VARCHAR)), _ts, ?, _identifiers,
+               _attributes, _data, {_lit(file)}, {LINE}
+        FROM _checked WHERE _reason IS NULL
+        """,
+        [now],
+    ).fetchone()[0]
+
+
+def _insert_events(cur: duckdb.DuckDBPyConnection, name: str, file: str, now) -> int:
+    promoted = ", ".join(PROMOTED_PROPERTIES)
+    promoted_values = ", ".join(f"_p_{p}" for p in PROMOTED_PROPERTIES)
+    return cur.execute(
+        f"""
+        INSERT OR IGNORE INTO events
+            (message_id, type, event, source, user_id, anonymous_id, timestamp,
+             original_timestamp, received_at, identifiers, traits, properties, {promoted}, file, line)
+        SELECT {_lit(name + ":")} || _key, 'track', _event, {_lit(name)}, _user_id, _anonymous_id,
+               _ts, _ts, ?, _identifiers, _attributes, _properties, {promoted_values},
+               {_lit(file)}, {LINE}
+        FROM _checked WHERE _reason IS NULL
+        """,
+        [now],
+    ).fetchone()[0]
+
+
+def _dead_letter_rows(cur: duckdb.DuckDBPyConnection, name: str, file: str) -> list[DeadLetter]:
+    rows = cur.execute(
+        f"SELECT {LINE}, _field, _reason, CAST(_data AS VARCHAR) FROM _checked "
+        f"WHERE _reason IS NOT NULL ORDER BY {LINE}"
+    ).fetchall()
+    return [DeadLetter(name, reason, raw, file, line, field) for line, field, reason, raw in rows]
+
+
+def _bad_rows(name: str, file: str, chunk: Chunk) -> list[DeadLetter]:
+    return [DeadLetter(name, b.reason, b.raw, file, b.line, b.field) for b in chunk.bad]
+
+
+class _Loader:
+    def __init__(self, store: Store, name: str, source: SourceConfig, file: str):
+        self.store = store
+        self.name = name
+        self.source = source
+        self.file = file
+        self.result = IngestResult(name, file)
+
+    def tabular(self, chunks: Iterator[Chunk], progress: Progress | None, expected: int) -> None:
+        plan: _Plan | None = None
+        for chunk in chunks:
+            columns = chunk.table.column_names
+            if plan is None:
+                self._check_columns(columns)
+                plan = _plan(self.name, self.source, columns, self.file)
+            now = utcnow()
+            good = chunk.table.num_rows
+            with self.store.transaction() as tx:
+                tx.register("_chunk", chunk.table)
+                tx.execute(f"CREATE OR REPLACE TEMP TABLE _checked AS {plan.select}")
+                insert = _insert_records if self.source.kind == "records" else _insert_events
+                loaded = insert(tx, self.name, self.file, now)
+                bad = _dead_letter_rows(tx, self.name, self.file) + _bad_rows(self.name, self.file, chunk)
+                append_dead_letters(tx, bad)
+                tx.execute("DROP TABLE _checked")
+                tx.unregister("_chunk")
+            rejected_here = len(bad)
+            self._count(good + len(chunk.bad), loaded, good - (rejected_here - len(chunk.bad)) - loaded,
+                        rejected_here)  # fmt: skip
+            if progress:
+                progress(self.result.rows_read, expected)
+
+    def segment(self, batches, progress: Progress | None, expected: int) -> None:
+        for batch in batches:
+            rows, bad = [], []
+            now = utcnow()
+            for line, obj in batch:
+                if isinstance(obj, readers.BadRow):
+                    bad.append(DeadLetter(self.name, obj.reason, obj.raw, self.file, line, obj.field))
+                    continue
+                try:
+                    row = normalize_message(obj, source=self.name, received_at=now)
+                except MessageError as exc:
+                    raw = orjson.dumps(obj).decode()[:4000]
+                    bad.append(DeadLetter(self.name, str(exc), raw, self.file, line, exc.field))
+                    continue
+                row["file"], row["line"] = self.file, line
+                rows.append(row)
+            with self.store.transaction() as tx:
+                loaded = append_events(tx, events_table(rows))
+                append_dead_letters(tx, bad)
+            self._count(len(batch), loaded, len(rows) - loaded, len(bad))
+            if progress:
+                progress(self.result.rows_read, expected)
+
+    def _check_columns(self, columns: list[str]) -> None:
+        missing = [c for c in self.source.columns() if c not in columns]
+        if missing:
+            available = ", ".join(c for c in columns if c != LINE)
+            raise IngestError(
+                f"{self.file}: column(s) {', '.join(repr(c) for c in missing)} named in the config of "
+                f"source '{self.name}' are not in the file; its columns are: {available}"
+            )
+
+    def _count(self, read: int, loaded: int, duplicates: int, rejected: int) -> None:
+        self.result.rows_read += read
+        self.result.loaded += loaded
+        self.result.duplicates += duplicates
+        self.result.rejected += rejected
+
+
+def _display_path(project: Project, path: Path) -> str:
+    try:
+        return str(path.relative_to(project.root))
+    except ValueError:
+        return str(path)
+
+
+def ingest_source(store: Store, project: Project, name: str, progress: Progress | None = None) -> IngestResult:
+    """Load one configured source. Raises IngestError if the source cannot be read at all."""
+    if name not in project.config.sources:
+        known = ", ".join(project.config.sources) or "(none configured)"
+        raise IngestError(f"unknown source {name!r}; configured sources: {known}")
+    source = project.config.sources[name]
+    started = time.perf_counter()
+    if source.path is not None:
+        path = project.source_path(source)
+        file = _display_path(project, path)
+        if not path.exists():
+            raise IngestError(f"{file}: file not found (source '{name}', key `path`)")
+    else:
+        path, file = None, f"table:{source.table}"
+    loader = _Loader(store, name, source, file)
+    run_id = store.scalar(
+        "INSERT INTO ingest_runs (source, file, started_at) VALUES (?, ?, ?) RETURNING id",
+        [name, file, utcnow()],
+    )
+    try:
+        _load(loader, project, source, path, progress)
+    except ReadError as exc:
+        raise IngestError(str(exc)) from None
+    finally:
+        r = loader.result
+        store.execute(
+            "UPDATE ingest_runs SET finished_at = ?, rows_read = ?, rows_loaded = ?, "
+            "rows_duplicate = ?, rows_rejected = ? WHERE id = ?",
+            [utcnow(), r.rows_read, r.loaded, r.duplicates, r.rejected, run_id],
+        )
+    loader.result.seconds = time.perf_counter() - started
+    return loader.result
+
+
+def _load(loader: _Loader, project: Project, source: SourceConfig, path: Path | None, progress) -> None:
+    if path is None:
+        database = (project.root / source.database).resolve() if source.database else None
+        chunks = readers.read_table(database, source.table, loader.store.cursor())
+        loader.tabular(chunks, progress, 0)
+        return
+    suffix = path.suffix.lower()
+    expected = readers.count_lines(path) if suffix != ".parquet" else 0
+    if source.kind == "segment":
+        if suffix in (".csv", ".tsv", ".parquet"):
+            raise IngestError(f"{loader.file}: a segment source must be JSON lines (.jsonl) or .json")
+        batches = readers.read_json_array(path) if suffix == ".json" else readers.read_json_lines(path)
+        loader.segment(batches, progress, expected)
+    elif suffix in (".csv", ".tsv"):
+        loader.tabular(readers.read_csv(path, source.delimiter), progress, max(expected - 1, 0))
+    elif suffix == ".parquet":
+        loader.tabular(readers.read_parquet(path), progress, 0)
+    else:
+        reader = readers.read_json_array if suffix == ".json" else readers.read_json_lines
+        columns = list(dict.fromkeys([*source.columns(), *readers.json_columns(path)]))
+        loader.tabular((readers.objects_to_chunk(b, columns) for b in reader(path)), progress, expected)

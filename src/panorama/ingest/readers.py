@@ -1,0 +1,263 @@
+"""Read source files in chunks of string columns, keeping each row's line (or row) number.
+
+Every reader yields `Chunk`s: a pyarrow table whose columns are all strings (the values as
+they appear in the file, '' read as null) plus `__line`, the 1-based line in the file where
+the row starts (for Parquet and DB tables: the 1-based row number). Rows that cannot be read
+at all (a CSV row with the wrong number of fields, a JSON line that does not parse) come
+out as `BadRow`s and never stop the rest of the file.
+"""
+
+from __future__ import annotations
+
+import csv
+import sqlite3
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+CHUNK_ROWS = 100_000
+LINE = "__line"
+
+
+class ReadError(Exception):
+    """The file as a whole cannot be read (missing, unreadable, wrong header)."""
+
+
+@dataclass
+class BadRow:
+    line: int
+    reason: str
+    raw: str
+    field: str | None = None
+
+
+@dataclass
+class Chunk:
+    table: pa.Table
+    bad: list[BadRow] = field(default_factory=list)
+
+
+def _as_text(value) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value if value.strip() != "" else None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value) if isinstance(value, float) else str(value)
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
+
+
+def _table(columns: list[str], rows: list[list[str | None]], lines: list[int]) -> pa.Table:
+    transposed = list(zip(*rows, strict=True)) if rows else [() for _ in columns]
+    arrays = {name: pa.array(values, pa.string()) for name, values in zip(columns, transposed, strict=True)}
+    arrays[LINE] = pa.array(lines, pa.int64())
+    return pa.table(arrays)
+
+
+def read_csv(path: Path, delimiter: str | None = None, chunk_rows: int = CHUNK_ROWS) -> Iterator[Chunk]:
+    if delimiter is None:
+        delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
+    try:
+        handle = open(path, encoding="utf-8-sig", newline="")  # noqa: SIM115
+    except OSError as exc:
+        raise ReadError(f"{path}: cannot open: {exc.strerror}") from None
+    with handle:
+        reader = csv.reader(handle, delimiter=delimiter)
+        try:
+            header = next(reader)
+        except StopIteration:
+            raise ReadError(f"{path}: the file is empty (no header line)") from None
+        except (csv.Error, UnicodeDecodeError) as exc:
+            raise ReadError(f"{path}: line 1: cannot read the header: {exc}") from None
+        header = [h.strip() for h in header]
+        duplicates = sorted({h for h in header if header.count(h) > 1})
+        if duplicates:
+            raise ReadError(f"{path}: line 1: duplicate column name(s) {duplicates}")
+        width = len(header)
+        rows: list[list[str | None]] = []
+        lines: list[int] = []
+        bad: list[BadRow] = []
+        last_line = reader.line_num
+        while True:
+            try:
+                row = next(reader)
+            except StopIteration:
+                break
+            except UnicodeDecodeError as exc:
+                raise ReadError(f"{path}: after line {last_line}: not UTF-8 text ({exc.reason})") from None
+            except csv.Error as exc:
+                bad.append(BadRow(last_line + 1, f"malformed CSV: {exc}", ""))
+                last_line = reader.line_num
+                continue
+            start = last_line + 1
+            last_line = reader.line_num
+            if not row:
+                continue  # blank line
+            if len(row) != width:
+                bad.append(
+                    BadRow(start, f"expected {width} fields as in the header, found {len(row)}",
+                           delimiter.join(row))
+                )
+                continue
+            rows.append([v if v.strip() != "" else None for v in row])
+            lines.append(start)
+            if len(rows) >= chunk_rows:
+                yield Chunk(_table(header, rows, lines), bad)
+                rows, lines, bad = [], [], []
+        if rows or bad:
+            yield Chunk(_table(header, rows, lines), bad)
+
+
+def read_json_lines(path: Path, chunk_rows: int = CHUNK_ROWS) -> Iterator[list[tuple[int, dict | BadRow]]]:
+    """JSON-lines: yields lists of (line, parsed object) or (line, BadRow)."""
+    try:
+        handle = open(path, "rb")  # noqa: SIM115
+    except OSError as exc:
+        raise ReadError(f"{path}: cannot open: {exc.strerror}") from None
+    with handle:
+        batch: list[tuple[int, dict | BadRow]] = []
+        for number, raw in enumerate(handle, start=1):
+            if not raw.strip():
+                continue
+            try:
+                obj = orjson.loads(raw)
+            except orjson.JSONDecodeError as exc:
+                text = raw.decode("utf-8", "replace").rstrip("\n")
+                batch.append((number, BadRow(number, f"invalid JSON: {exc}", text[:2000])))
+            else:
+                if isinstance(obj, dict):
+                    batch.append((number, obj))
+                else:
+                    batch.append((number, BadRow(number, "expected a JSON object", raw.decode("utf-8", "replace")[:2000])))
+            if len(batch) >= chunk_rows:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
+
+
+def read_json_array(path: Path, chunk_rows: int = CHUNK_ROWS) -> Iterator[list[tuple[int, dict | BadRow]]]:
+    """A .json file holding one array of objects (or one object); rows numbered from 1."""
+    try:
+        data = orjson.loads(path.read_bytes())
+    except OSError as exc:
+        raise ReadError(f"{path}: cannot open: {exc.strerror}") from None
+    except orjson.JSONDecodeError as exc:
+        raise ReadError(f"{path}: invalid JSON: {exc}") from None
+    items = data if isinstance(data, list) else [data]
+    for start in range(0, len(items), chunk_rows):
+        batch: list[tuple[int, dict | BadRow]] = []
+        for number, obj in enumerate(items[start : start + chunk_rows], start=start + 1):
+            if isinstance(obj, dict):
+                batch.append((number, obj))
+            else:
+                batch.append((number, BadRow(number, "expected a JSON object", orjson.dumps(obj).decode()[:2000])))
+        yield batch
+
+
+def objects_to_chunk(batch: list[tuple[int, dict | BadRow]], columns: list[str]) -> Chunk:
+    """Flatten JSON objects into string columns (nested values kept as JSON text)."""
+    rows, lines, bad = [], [], []
+    for line, obj in batch:
+        if isinstance(obj, BadRow):
+            bad.append(obj)
+            continue
+        rows.append([_as_text(obj.get(c)) for c in columns])
+        lines.append(line)
+    return Chunk(_table(columns, rows, lines), bad)
+
+
+def json_columns(path: Path) -> list[str]:
+    """Every key that appears in the first rows of a JSON(-lines) file, in first-seen order."""
+    reader = read_json_array if path.suffix.lower() == ".json" else read_json_lines
+    columns: list[str] = []
+    for batch in reader(path, chunk_rows=1000):
+        for _, obj in batch:
+            if isinstance(obj, dict):
+                columns.extend(k for k in obj if k not in columns)
+        break
+    return columns
+
+
+def read_parquet(path: Path, chunk_rows: int = CHUNK_ROWS) -> Iterator[Chunk]:
+    try:
+        parquet = pq.ParquetFile(path)
+    except OSError as exc:
+        raise ReadError(f"{path}: cannot read Parquet: {exc}") from None
+    offset = 0
+    for batch in parquet.iter_batches(batch_size=chunk_rows):
+        columns = {}
+        for name, column in zip(batch.schema.names, batch.columns, strict=True):
+            values = column.to_pylist()
+            columns[name] = pa.array([_as_text(v) for v in values], pa.string())
+        columns[LINE] = pa.array(range(offset + 1, offset + batch.num_rows + 1), pa.int64())
+        offset += batch.num_rows
+        yield Chunk(pa.table(columns))
+
+
+def read_table(database: Path | None, table: str, store_con, chunk_rows: int = CHUNK_ROWS) -> Iterator[Chunk]:
+    """A table in the project's store, in another DuckDB file, or in a SQLite file."""
+    if database is not None and database.suffix.lower() in (".sqlite", ".sqlite3", ".db"):
+        try:
+            con = sqlite3.connect(f"file:{database}?mode=ro", uri=True)
+            cur = con.execute(f'SELECT * FROM "{table}"')  # noqa: S608 - a configured name
+        except sqlite3.Error as exc:
+            raise ReadError(f"{database}: table {table!r}: {exc}") from None
+        names = [d[0] for d in cur.description]
+        offset = 0
+        while rows := cur.fetchmany(chunk_rows):
+            text_rows = [[_as_text(v) for v in row] for row in rows]
+            yield Chunk(_table(names, text_rows, list(range(offset + 1, offset + len(rows) + 1))))
+            offset += len(rows)
+        con.close()
+        return
+    import duckdb
+
+    con = duckdb.connect(str(database), read_only=True) if database is not None else store_con
+    try:
+        reader = con.execute(f"SELECT * FROM {table}").fetch_record_batch(chunk_rows)
+    except duckdb.Error as exc:
+        raise ReadError(f"table {table!r}: {exc}") from None
+    offset = 0
+    for batch in reader:
+        columns = {
+            name: pa.array([_as_text(v) for v in col.to_pylist()], pa.string())
+            for name, col in zip(batch.schema.names, batch.columns, strict=True)
+        }
+        columns[LINE] = pa.array(range(offset + 1, offset + batch.num_rows + 1), pa.int64())
+        offset += batch.num_rows
+        yield Chunk(pa.table(columns))
+
+
+def count_lines(path: Path) -> int:
+    """Newlines in a file (a fast estimate of its rows, for progress bars)."""
+    count = 0
+    try:
+        with open(path, "rb") as handle:
+            while block := handle.read(1 << 22):
+                count += block.count(b"\n")
+    except OSError:
+        return 0
+    return count
+
+
+__all__ = [
+    "LINE",
+    "BadRow",
+    "Chunk",
+    "ReadError",
+    "count_lines",
+    "json_columns",
+    "objects_to_chunk",
+    "read_csv",
+    "read_json_array",
+    "read_json_lines",
+    "read_parquet",
+    "read_table",
+]

@@ -1,0 +1,1 @@
+"""Profiles: the golden record per person, its identifiers and source records."""

@@ -1,0 +1,139 @@
+"""The project store: one DuckDB file holding the log and everything derived from it.
+
+Only one process may write a DuckDB file. `open_store` opens it, applies pending
+migrations, and turns DuckDB's lock error into a message that says what to do.
+"""
+
+from __future__ import annotations
+
+import importlib
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import duckdb
+
+from panorama.store.schema import MODULE_SCHEMAS, Migration
+
+
+class StoreError(Exception):
+    """The store cannot be opened or used; the message says why and what to do."""
+
+
+class Store:
+    """A DuckDB connection to the project's store. Use `cursor()` per thread."""
+
+    def __init__(self, path: Path, con: duckdb.DuckDBPyConnection, read_only: bool):
+        self.path = path
+        self.con = con
+        self.read_only = read_only
+        self._local = threading.local()
+
+    def cursor(self) -> duckdb.DuckDBPyConnection:
+        """A cursor for the calling thread (DuckDB connections are not shared across threads)."""
+        cur = getattr(self._local, "cursor", None)
+        if cur is None:
+            cur = self.con.cursor()
+            cur.execute("SET TimeZone = 'UTC'")
+            self._local.cursor = cur
+        return cur
+
+    @contextmanager
+    def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        cur = self.cursor()
+        cur.execute("BEGIN TRANSACTION")
+        try:
+            yield cur
+        except BaseException:
+            cur.execute("ROLLBACK")
+            raise
+        cur.execute("COMMIT")
+
+    def execute(self, sql: str, params: list | tuple | dict | None = None) -> duckdb.DuckDBPyConnection:
+        return self.cursor().execute(sql, params) if params is not None else self.cursor().execute(sql)
+
+    def scalar(self, sql: str, params: list | tuple | None = None):
+        row = self.execute(sql, params).fetchone()
+        return row[0] if row else None
+
+    def table_exists(self, name: str) -> bool:
+        return bool(
+            self.scalar(
+                "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [name]
+            )
+        )
+
+    def close(self) -> None:
+        self.con.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _module_migrations() -> list[Migration]:
+    migrations: list[Migration] = []
+    for module_name, versions in MODULE_SCHEMAS.items():
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name and module_name.startswith(exc.name):  # that module has no tables (yet)
+                continue
+            raise
+        for migration in module.MIGRATIONS:
+            if migration.version not in versions:
+                raise StoreError(
+                    f"{module_name}: migration {migration.version} is outside its range "
+                    f"{versions.start}-{versions.stop - 1}"
+                )
+            migrations.append(migration)
+    return sorted(migrations, key=lambda m: m.version)
+
+
+def migrate(con: duckdb.DuckDBPyConnection) -> list[int]:
+    """Apply pending migrations; returns the versions applied."""
+    con.execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations "
+        "(version INTEGER PRIMARY KEY, name VARCHAR, applied_at TIMESTAMP DEFAULT now())"
+    )
+    done = {row[0] for row in con.execute("SELECT version FROM schema_migrations").fetchall()}
+    applied = []
+    for migration in _module_migrations():
+        if migration.version in done:
+            continue
+        con.execute("BEGIN TRANSACTION")
+        try:
+            con.execute(migration.sql)
+            con.execute(
+                "INSERT INTO schema_migrations (version, name) VALUES (?, ?)",
+                [migration.version, migration.name],
+            )
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        con.execute("COMMIT")
+        applied.append(migration.version)
+    return applied
+
+
+def open_store(path: Path | str, read_only: bool = False) -> Store:
+    path = Path(path)
+    if read_only and not path.exists():
+        raise StoreError(f"{path}: no store yet; run `panorama ingest` first")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        con = duckdb.connect(str(path), read_only=read_only)
+    except duckdb.IOException as exc:
+        if "lock" in str(exc).lower():
+            raise StoreError(
+                f"{path}: the store is in use by another process (is `panorama serve` running?). "
+                "Stop it, or send data through its HTTP API instead."
+            ) from None
+        raise StoreError(f"{path}: cannot open the store: {exc}") from None
+    con.execute("SET TimeZone = 'UTC'")
+    if not read_only:
+        migrate(con)
+    return Store(path, con, read_only)
