@@ -132,6 +132,11 @@ def ingest(
             raise typer.Exit(1)
 
 
+def ingest_all(project: Path) -> None:
+    """Every configured source (the pipeline's first step)."""
+    ingest(sources=None, project=project)
+
+
 @app.command()
 def status(project: ProjectOpt = Path(".")) -> None:
     """What the store holds, per source."""
@@ -248,6 +253,37 @@ def demo_run(
             console.print("[yellow]the web server is not part of this version yet; the pipeline is done.[/]")
         else:
             serve_cmd(directory)
+
+
+# Each module adds its commands in its own `commands.py` with `register(app)`, so modules
+# never edit this file to add a command. Listed in pipeline order.
+COMMAND_MODULES = (
+    "panorama.server.commands",
+    "panorama.identity.commands",
+    "panorama.traits.commands",
+    "panorama.predict.commands",
+    "panorama.segments.commands",
+    "panorama.activate.commands",
+    "panorama.journeys.commands",
+    "panorama.experiments.commands",
+    "panorama.auth.commands",
+)
+
+
+def _register_commands() -> None:
+    import importlib
+
+    for module_name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name and module_name.startswith(exc.name):
+                continue
+            raise
+        module.register(app)
+
+
+_register_commands()
 
 
 def main() -> None:  # pragma: no cover - entry point

@@ -1,7 +1,7 @@
-"""The batch pipeline, in order: what `panorama demo run` (and `panorama run`) execute.
+"""The batch pipeline, in order: what `panorama demo run` executes.
 
-Each step is a CLI command run against a project directory; steps for stages that are not
-built yet are simply absent.
+Each step is a command function (the same one the CLI runs) applied to a project
+directory; steps whose module is not built yet are absent.
 """
 
 from __future__ import annotations
@@ -11,6 +11,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+# (title, "module:function"); each function takes `project: Path`.
+STEPS = (
+    ("ingest sources", "panorama.cli:ingest_all"),
+    ("resolve identities", "panorama.identity.commands:unify"),
+    ("compute traits", "panorama.traits.commands:compute"),
+    ("predict", "panorama.predict.commands:predict"),
+    ("evaluate segments", "panorama.segments.commands:refresh"),
+)
+SERVE = "panorama.server.commands:serve"
+
 
 @dataclass(frozen=True)
 class Step:
@@ -18,28 +28,27 @@ class Step:
     run: Callable[[Path], None]
 
 
-def _cli(name: str) -> Callable | None:
-    cli = importlib.import_module("panorama.cli")
-    return getattr(cli, name, None)
+def _resolve(target: str) -> Callable | None:
+    module_name, _, function = target.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name and module_name.startswith(exc.name):
+            return None
+        raise
+    return getattr(module, function, None)
 
 
 def steps() -> list[Step]:
     """The pipeline's steps that exist in this version, in order."""
-    found: list[Step] = []
-    ingest = _cli("ingest")
-    found.append(Step("ingest sources", lambda d: ingest(sources=None, project=d)))
-    for title, command in (
-        ("resolve identities", "unify"),
-        ("compute traits", "traits_compute"),
-        ("predict", "predict"),
-        ("evaluate segments", "segments_refresh"),
-    ):
-        fn = _cli(command)
+    found = []
+    for title, target in STEPS:
+        fn = _resolve(target)
         if fn is not None:
             found.append(Step(title, lambda d, fn=fn: fn(project=d)))
     return found
 
 
 def serve_command() -> Callable[[Path], None] | None:
-    serve = _cli("serve")
+    serve = _resolve(SERVE)
     return None if serve is None else (lambda d: serve(project=d))
