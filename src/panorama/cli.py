@@ -35,7 +35,7 @@ app.add_typer(export_app, name="export")
 app.add_typer(deadletters_app, name="deadletters")
 
 console = Console()
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 
 ProjectOpt = Annotated[
     Path, typer.Option("--project", "-p", help="Project directory (holds panorama.yaml).", show_default=True)
@@ -154,6 +154,7 @@ def status(project: ProjectOpt = Path(".")) -> None:
 def deadletters_list(
     source: Annotated[str | None, typer.Option(help="Only this source.")] = None,
     limit: Annotated[int, typer.Option(help="At most this many rows.")] = 50,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON lines instead of a table.")] = False,
     project: ProjectOpt = Path("."),
 ) -> None:
     """Rejected rows with file, line, field and reason."""
@@ -161,6 +162,12 @@ def deadletters_list(
 
     with project_store(project) as (_, store):
         rows = dead_letters(store, source, limit)
+        if as_json:
+            import orjson
+
+            for r in rows:
+                typer.echo(orjson.dumps(r).decode())
+            return
         table = Table("id", "source", "file", "line", "field", "reason")
         for r in rows:
             table.add_row(str(r["id"]), r["source"] or "", r["file"] or "", str(r["line"] or ""),

@@ -88,7 +88,7 @@ class _Plan:
     """SQL for one source: a SELECT over the chunk computing checked, typed values."""
 
     select: str
-    identifier_types: dict[str, str]
+    raw_row: str  # JSON of the row as read, for dead letters
 
 
 def _plan(name: str, source: SourceConfig, columns: list[str], file: str) -> _Plan:
@@ -167,7 +167,9 @@ def _plan(name: str, source: SourceConfig, columns: list[str], file: str) -> _Pl
 
     exprs["_attributes"] = json_object(attributes)
     exprs["_properties"] = json_object(properties)
-    exprs["_data"] = json_object({c: _ident(c) for c in columns if c != LINE})
+    raw_row = json_object({c: _ident(c) for c in columns if c != LINE})
+    if source.kind == "records":
+        exprs["_data"] = raw_row
     for target in PROMOTED_PROPERTIES:
         exprs[f"_p_{target}"] = properties.get(target, "NULL")
     for kind in ("user_id", "anonymous_id"):
@@ -182,7 +184,7 @@ def _plan(name: str, source: SourceConfig, columns: list[str], file: str) -> _Pl
         f"SELECT *, {reason} AS _reason, {field} AS _field FROM "
         f"(SELECT *, {inner} FROM _chunk)"
     )
-    return _Plan(select, dict(source.identifiers))
+    return _Plan(select, raw_row)
 
 
 def _insert_records(cur: duckdb.DuckDBPyConnection, name: str, file: str, now) -> int:
@@ -215,9 +217,9 @@ def _insert_events(cur: duckdb.DuckDBPyConnection, name: str, file: str, now) ->
     ).fetchone()[0]
 
 
-def _dead_letter_rows(cur: duckdb.DuckDBPyConnection, name: str, file: str) -> list[DeadLetter]:
+def _dead_letter_rows(cur: duckdb.DuckDBPyConnection, plan: _Plan, name: str, file: str) -> list[DeadLetter]:
     rows = cur.execute(
-        f"SELECT {LINE}, _field, _reason, CAST(_data AS VARCHAR) FROM _checked "
+        f"SELECT {LINE}, _field, _reason, CAST({plan.raw_row} AS VARCHAR) FROM _checked "
         f"WHERE _reason IS NOT NULL ORDER BY {LINE}"
     ).fetchall()
     return [DeadLetter(name, reason, raw, file, line, field) for line, field, reason, raw in rows]
@@ -249,7 +251,7 @@ class _Loader:
                 tx.execute(f"CREATE OR REPLACE TEMP TABLE _checked AS {plan.select}")
                 insert = _insert_records if self.source.kind == "records" else _insert_events
                 loaded = insert(tx, self.name, self.file, now)
-                bad = _dead_letter_rows(tx, self.name, self.file) + _bad_rows(self.name, self.file, chunk)
+                bad = _dead_letter_rows(tx, plan, self.name, self.file) + _bad_rows(self.name, self.file, chunk)
                 append_dead_letters(tx, bad)
                 tx.execute("DROP TABLE _checked")
                 tx.unregister("_chunk")
@@ -327,7 +329,7 @@ def ingest_source(store: Store, project: Project, name: str, progress: Progress 
     try:
         _load(loader, project, source, path, progress)
     except ReadError as exc:
-        raise IngestError(str(exc)) from None
+        raise IngestError(str(exc).replace(str(path), file) if path else str(exc)) from None
     finally:
         r = loader.result
         store.execute(

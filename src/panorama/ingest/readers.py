@@ -17,6 +17,7 @@ from pathlib import Path
 
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 CHUNK_ROWS = 100_000
@@ -53,18 +54,36 @@ def _as_text(value) -> str | None:
     return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
 
 
-def _table(columns: list[str], rows: list[list[str | None]], lines: list[int]) -> pa.Table:
+def _blank_to_null(array: pa.Array) -> pa.Array:
+    blank = pc.equal(pc.utf8_trim_whitespace(array), "")
+    return pc.if_else(blank, pa.scalar(None, pa.string()), array)
+
+
+def _table(columns: list[str], rows: list, lines: list[int]) -> pa.Table:
+    """Rows of strings (or None) → a table of string columns, blanks as nulls, plus __line."""
     transposed = list(zip(*rows, strict=True)) if rows else [() for _ in columns]
-    arrays = {name: pa.array(values, pa.string()) for name, values in zip(columns, transposed, strict=True)}
+    arrays = {
+        name: _blank_to_null(pa.array(values, pa.string()))
+        for name, values in zip(columns, transposed, strict=True)
+    }
     arrays[LINE] = pa.array(lines, pa.int64())
     return pa.table(arrays)
+
+
+def _is_utf8(row: list[str]) -> bool:
+    try:
+        "".join(row).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def read_csv(path: Path, delimiter: str | None = None, chunk_rows: int = CHUNK_ROWS) -> Iterator[Chunk]:
     if delimiter is None:
         delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
     try:
-        handle = open(path, encoding="utf-8-sig", newline="")  # noqa: SIM115
+        # surrogateescape: a row with bytes that are not UTF-8 is rejected alone, not the file
+        handle = open(path, encoding="utf-8-sig", errors="surrogateescape", newline="")  # noqa: SIM115
     except OSError as exc:
         raise ReadError(f"{path}: cannot open: {exc.strerror}") from None
     with handle:
@@ -73,9 +92,11 @@ def read_csv(path: Path, delimiter: str | None = None, chunk_rows: int = CHUNK_R
             header = next(reader)
         except StopIteration:
             raise ReadError(f"{path}: the file is empty (no header line)") from None
-        except (csv.Error, UnicodeDecodeError) as exc:
+        except csv.Error as exc:
             raise ReadError(f"{path}: line 1: cannot read the header: {exc}") from None
         header = [h.strip() for h in header]
+        if not _is_utf8(header):
+            raise ReadError(f"{path}: line 1: the header is not valid UTF-8 text")
         duplicates = sorted({h for h in header if header.count(h) > 1})
         if duplicates:
             raise ReadError(f"{path}: line 1: duplicate column name(s) {duplicates}")
@@ -89,8 +110,6 @@ def read_csv(path: Path, delimiter: str | None = None, chunk_rows: int = CHUNK_R
                 row = next(reader)
             except StopIteration:
                 break
-            except UnicodeDecodeError as exc:
-                raise ReadError(f"{path}: after line {last_line}: not UTF-8 text ({exc.reason})") from None
             except csv.Error as exc:
                 bad.append(BadRow(last_line + 1, f"malformed CSV: {exc}", ""))
                 last_line = reader.line_num
@@ -105,7 +124,11 @@ def read_csv(path: Path, delimiter: str | None = None, chunk_rows: int = CHUNK_R
                            delimiter.join(row))
                 )
                 continue
-            rows.append([v if v.strip() != "" else None for v in row])
+            if not "".join(row).isascii() and not _is_utf8(row):
+                bad.append(BadRow(start, "not valid UTF-8 text", delimiter.join(row).encode(
+                    "utf-8", "surrogateescape").decode("utf-8", "replace")))  # fmt: skip
+                continue
+            rows.append(row)
             lines.append(start)
             if len(rows) >= chunk_rows:
                 yield Chunk(_table(header, rows, lines), bad)
