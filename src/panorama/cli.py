@@ -175,6 +175,19 @@ def deadletters_list(
         console.print(table)
 
 
+@deadletters_app.command("replay")
+def deadletters_replay(
+    source: Annotated[str | None, typer.Option(help="Only this source.")] = None,
+    project: ProjectOpt = Path("."),
+) -> None:
+    """Retry rejected rows with the current config (e.g. after fixing a format)."""
+    from panorama.ingest.files import replay_dead_letters
+
+    with project_store(project) as (proj, store):
+        result = replay_dead_letters(store, proj, source)
+    console.print(f"replayed {result.replayed:,}; still failing {result.still_failing:,}")
+
+
 def _export(kind: str, out: Path, project: Path) -> None:
     from panorama.profiles import export
 

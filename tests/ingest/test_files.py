@@ -259,3 +259,21 @@ def test_db_table_source(tmp_path):
         result = ingest_source(store, project, "crm")
         assert (result.loaded, result.rejected) == (1, 1)
         assert store.scalar("SELECT reason FROM dead_letters") == "timestamp column 'updated' is empty"
+
+
+def test_dead_letters_replay_after_fixing_the_config(project):
+    from panorama.ingest.files import replay_dead_letters
+
+    _ingest_all(project)
+    config = project.root / "panorama.yaml"
+    config.write_text(config.read_text().replace('formats: {birth_date: "%d/%m/%Y"}', "formats: {}"))
+    fixed = load_project(project.root)
+    with open_store(fixed.store_path) as store:
+        result = replay_dead_letters(store, fixed, "crm")
+        # the birth-date row now loads; empty key, bad timestamp and the ragged line stay
+        assert (result.replayed, result.still_failing) == (1, 3)
+        assert store.scalar("SELECT line FROM records WHERE record_id = 'C2'") == 3
+        assert store.scalar("SELECT count(*) FROM dead_letters WHERE replayed_at IS NULL AND source='crm'") == 3
+        again = replay_dead_letters(store, fixed, "crm")
+        assert (again.replayed, again.still_failing) == (0, 3)
+        assert store.scalar("SELECT count(*) FROM dead_letters") == 9

@@ -230,18 +230,29 @@ def _bad_rows(name: str, file: str, chunk: Chunk) -> list[DeadLetter]:
 
 
 class _Loader:
-    def __init__(self, store: Store, name: str, source: SourceConfig, file: str):
+    """Loads chunks of one source; `failed` collects the lines rejected this time."""
+
+    def __init__(self, store: Store, name: str, source: SourceConfig | None, file: str | None,
+                 record_dead: bool = True):  # fmt: skip
         self.store = store
         self.name = name
         self.source = source
         self.file = file
-        self.result = IngestResult(name, file)
+        self.record_dead = record_dead
+        self.failed: set[int] = set()
+        self.result = IngestResult(name, file or "")
+
+    def _reject(self, tx: duckdb.DuckDBPyConnection, letters: list[DeadLetter]) -> None:
+        self.failed.update(d.line for d in letters if d.line is not None)
+        if self.record_dead:
+            append_dead_letters(tx, letters)
 
     def tabular(self, chunks: Iterator[Chunk], progress: Progress | None, expected: int) -> None:
         plan: _Plan | None = None
         for chunk in chunks:
             columns = chunk.table.column_names
             if plan is None:
+                assert self.source is not None
                 self._check_columns(columns)
                 plan = _plan(self.name, self.source, columns, self.file)
             now = utcnow()
@@ -252,7 +263,7 @@ class _Loader:
                 insert = _insert_records if self.source.kind == "records" else _insert_events
                 loaded = insert(tx, self.name, self.file, now)
                 bad = _dead_letter_rows(tx, plan, self.name, self.file) + _bad_rows(self.name, self.file, chunk)
-                append_dead_letters(tx, bad)
+                self._reject(tx, bad)
                 tx.execute("DROP TABLE _checked")
                 tx.unregister("_chunk")
             rejected_here = len(bad)
@@ -261,10 +272,10 @@ class _Loader:
             if progress:
                 progress(self.result.rows_read, expected)
 
-    def segment(self, batches, progress: Progress | None, expected: int) -> None:
+    def segment(self, batches, progress: Progress | None, expected: int, received_at=None) -> None:
         for batch in batches:
             rows, bad = [], []
-            now = utcnow()
+            now = received_at or utcnow()
             for line, obj in batch:
                 if isinstance(obj, readers.BadRow):
                     bad.append(DeadLetter(self.name, obj.reason, obj.raw, self.file, line, obj.field))
@@ -279,12 +290,13 @@ class _Loader:
                 rows.append(row)
             with self.store.transaction() as tx:
                 loaded = append_events(tx, events_table(rows))
-                append_dead_letters(tx, bad)
+                self._reject(tx, bad)
             self._count(len(batch), loaded, len(rows) - loaded, len(bad))
             if progress:
                 progress(self.result.rows_read, expected)
 
     def _check_columns(self, columns: list[str]) -> None:
+        assert self.source is not None
         missing = [c for c in self.source.columns() if c not in columns]
         if missing:
             available = ", ".join(c for c in columns if c != LINE)
@@ -362,3 +374,60 @@ def _load(loader: _Loader, project: Project, source: SourceConfig, path: Path | 
         reader = readers.read_json_array if suffix == ".json" else readers.read_json_lines
         columns = list(dict.fromkeys([*source.columns(), *readers.json_columns(path)]))
         loader.tabular((readers.objects_to_chunk(b, columns) for b in reader(path)), progress, expected)
+
+
+@dataclass
+class ReplayResult:
+    replayed: int = 0
+    still_failing: int = 0
+
+
+def replay_dead_letters(store: Store, project: Project, source: str | None = None) -> ReplayResult:
+    """Retry unreplayed dead letters with the current config; the ones that load are marked
+    replayed, the others stay. Rows that could not be read at all (a CSV line with the
+    wrong number of fields) cannot be replayed and stay too."""
+    where = "replayed_at IS NULL" + (" AND source = ?" if source else "")
+    letters = store.execute(
+        f"SELECT id, source, file, line, raw, received_at FROM dead_letters WHERE {where} ORDER BY id",
+        [source] if source else None,
+    ).fetchall()
+    groups: dict[tuple, list] = {}
+    for letter in letters:
+        groups.setdefault((letter[1], letter[2]), []).append(letter)
+    result = ReplayResult()
+    for (name, file), group in groups.items():
+        config = project.config.sources.get(name)
+        loader = _Loader(store, name, config, file, record_dead=False)
+        batch: list[tuple[int, dict | readers.BadRow]] = []
+        ids: dict[int, int] = {}
+        for letter_id, _, _, line, raw, _ in group:
+            key = line if line is not None else -letter_id
+            try:
+                obj = orjson.loads(raw) if raw else None
+            except orjson.JSONDecodeError:
+                obj = None
+            if not isinstance(obj, dict):
+                result.still_failing += 1
+                continue
+            batch.append((key, obj))
+            ids[key] = letter_id
+        if not batch:
+            continue
+        if config is None or config.kind == "segment":
+            loader.segment([batch], None, 0, received_at=group[0][5])
+        else:
+            columns = list(dict.fromkeys(k for _, obj in batch for k in obj))
+            try:
+                loader.tabular(iter([readers.objects_to_chunk(batch, columns)]), None, 0)
+            except IngestError:
+                result.still_failing += len(batch)
+                continue
+        done = [letter_id for key, letter_id in ids.items() if key not in loader.failed]
+        if done:
+            store.execute(
+                f"UPDATE dead_letters SET replayed_at = ? WHERE id IN ({', '.join(map(str, done))})",
+                [utcnow()],
+            )
+        result.replayed += len(done)
+        result.still_failing += len(ids) - len(done)
+    return result
