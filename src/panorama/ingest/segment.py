@@ -126,8 +126,12 @@ def normalize_message(
     received_at: datetime,
     correct_skew: bool = False,
     default_type: str | None = None,
+    batch_sent_at: datetime | None = None,
 ) -> dict:
-    """Validate one Segment message and return an event-log row (see `EVENT_COLUMNS`)."""
+    """Validate one Segment message and return an event-log row (see `EVENT_COLUMNS`).
+
+    `batch_sent_at` is the `sentAt` of the batch envelope a message came in (SDKs set it
+    there, not on each message); the message's own `sentAt` wins when it has one."""
     kind = message.get("type", default_type)
     if kind is None:
         raise MessageError("type", f"is required: one of {', '.join(MESSAGE_TYPES)}")
@@ -161,7 +165,7 @@ def normalize_message(
 
     timestamp = parse_time(message.get("timestamp"), "timestamp")
     original = parse_time(message.get("originalTimestamp"), "originalTimestamp")
-    sent_at = parse_time(message.get("sentAt"), "sentAt")
+    sent_at = parse_time(message.get("sentAt"), "sentAt") or batch_sent_at
     stated_received = parse_time(message.get("receivedAt"), "receivedAt")
     if not correct_skew and stated_received is not None:
         received_at = stated_received

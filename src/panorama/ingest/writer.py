@@ -1,0 +1,367 @@
+"""The group-commit writer: one thread owns the store's writes for a running server.
+
+Request handlers hand over validated event rows (and dead letters) with `write()` and wait
+on the returned future. The writer thread takes everything queued (up to `max_rows`, after
+waiting at most `linger` seconds for more), appends it in ONE transaction, commits, and only
+then resolves the futures of every request in that group: the HTTP answer 200 means the
+events are in DuckDB's write-ahead log on disk. Then it runs the real-time hooks over the
+rows that were new (`panorama.ingest.hooks`); a failing hook is logged and never un-does or
+delays the acknowledgement (the batch path can rebuild derived state from the log).
+
+Concurrent requests share a commit, so durability costs one commit per group, not per
+request. Deduplication is by `message_id` against the log and within the group.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import queue
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+
+from panorama.ingest import hooks
+from panorama.ingest.log import DeadLetter, append_dead_letters, events_table, utcnow
+from panorama.ingest.segment import EVENT_COLUMNS
+from panorama.store import Store
+
+log = logging.getLogger("panorama.writer")
+
+_COLUMNS = ", ".join(f'"{c}"' for c in EVENT_COLUMNS)
+_INSERT = (
+    f"INSERT OR IGNORE INTO events ({_COLUMNS}) SELECT {_COLUMNS} FROM _group_events RETURNING *"
+)
+
+
+class WriterClosed(RuntimeError):
+    """The writer is stopped (the server is shutting down); nothing was written."""
+
+
+@dataclass(frozen=True)
+class CommitResult:
+    """What one submission's group commit did (`new` counts the whole group)."""
+
+    submitted: int
+    dead_letters: int
+    group_rows: int
+    group_new: int
+
+
+@dataclass
+class WriterStats:
+    commits: int = 0
+    rows: int = 0
+    new: int = 0
+    dead_letters: int = 0
+    failed_commits: int = 0
+    hook_errors: int = 0
+    last_commit_seconds: float = 0.0
+    max_commit_seconds: float = 0.0
+    max_group_rows: int = 0
+
+
+@dataclass
+class _Job:
+    rows: Sequence[dict]
+    dead: Sequence[DeadLetter]
+    future: asyncio.Future | Future
+    loop: asyncio.AbstractEventLoop | None = None
+
+
+@dataclass
+class _SourceRun:
+    """Counters of one source's HTTP ingestion in this server session (`ingest_runs`)."""
+
+    run_id: int | None = None
+    read: int = 0
+    loaded: int = 0
+    rejected: int = 0
+    dirty: bool = field(default=False)
+
+
+_STOP = object()
+
+
+class GroupCommitWriter:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        max_rows: int = 10_000,
+        linger: float = 0.0,
+        run_hooks: bool = True,
+        stats_every: float = 1.0,
+    ):
+        self.store = store
+        self.max_rows = max_rows
+        self.linger = linger
+        self.run_hooks = run_hooks
+        self.stats_every = stats_every
+        self.stats = WriterStats()
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._closed = False
+        self._runs: dict[str, _SourceRun] = {}
+        self._runs_saved_at = 0.0
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> GroupCommitWriter:
+        self._warm_up()
+        self._thread = threading.Thread(target=self._run, name="panorama-writer", daemon=True)
+        self._thread.start()
+        return self
+
+    def _warm_up(self) -> None:
+        """Pay one-time costs (pyarrow's first conversion takes ~2 s) before serving, not in a request."""
+        from panorama.ingest.segment import normalize_message
+
+        row = normalize_message(
+            {"type": "track", "event": "warm-up", "userId": "u", "messageId": "warm-up",
+             "properties": {"revenue": 1}, "context": {"ip": "127.0.0.1"}},
+            source="warm-up", received_at=utcnow(),
+        )  # fmt: skip
+        table = events_table([row])
+        cur = self.store.cursor()
+        cur.execute("BEGIN TRANSACTION")
+        try:
+            cur.register("_group_events", table)
+            cur.execute(_INSERT).to_arrow_table()
+            cur.unregister("_group_events")
+        finally:
+            cur.execute("ROLLBACK")
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Commit everything already queued, then stop the thread."""
+        if self._closed:
+            return
+        self._closed = True
+        self._queue.put(_STOP)
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive() and not self._closed
+
+    # -- submitting --------------------------------------------------------------------------
+
+    def submit(self, rows: Sequence[dict], dead: Sequence[DeadLetter] = ()) -> Future:
+        """From any thread: a future resolved with a `CommitResult` once committed."""
+        future: Future = Future()
+        self._put(_Job(rows, dead, future))
+        return future
+
+    def write(self, rows: Sequence[dict], dead: Sequence[DeadLetter] = ()) -> asyncio.Future:
+        """From the event loop: an awaitable resolved with a `CommitResult` once committed."""
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self._put(_Job(rows, dead, future, loop))
+        return future
+
+    def _put(self, job: _Job) -> None:
+        if self._closed or self._thread is None or not self._thread.is_alive():
+            raise WriterClosed("the event writer is not running (the server is shutting down)")
+        self._queue.put(job)
+
+    # -- the thread --------------------------------------------------------------------------
+
+    def _take(self) -> tuple[list[_Job], bool]:
+        """Block for the first job, then take what is queued; returns (jobs, stop)."""
+        first = self._queue.get()
+        if first is _STOP:
+            return [], True
+        jobs = [first]
+        count = len(first.rows) + len(first.dead)
+        deadline = time.monotonic() + self.linger if self.linger else 0.0
+        while count < self.max_rows:
+            try:
+                job = self._queue.get_nowait()
+            except queue.Empty:
+                wait = deadline - time.monotonic() if deadline else 0.0
+                if wait <= 0:
+                    break
+                try:
+                    job = self._queue.get(timeout=wait)
+                except queue.Empty:
+                    break
+            if job is _STOP:
+                self._queue.put(_STOP)  # handle after this group
+                break
+            jobs.append(job)
+            count += len(job.rows) + len(job.dead)
+        return jobs, False
+
+    def _run(self) -> None:
+        cur = self.store.cursor()
+        while True:
+            jobs, stop = self._take()
+            if jobs:
+                self._commit_group(cur, jobs)
+            if stop:
+                break
+        # Drain anything that raced with stop (put before `_closed` was seen).
+        leftovers = []
+        while True:
+            try:
+                job = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if job is not _STOP:
+                leftovers.append(job)
+        if leftovers:
+            self._commit_group(cur, leftovers)
+        try:
+            self._save_runs(cur, force=True)
+        except Exception:  # pragma: no cover - bookkeeping only
+            log.exception("could not save ingest_runs counters")
+
+    def _commit_group(self, cur, jobs: list[_Job]) -> None:
+        started = time.perf_counter()
+        try:
+            new = self._append(cur, jobs)
+        except Exception as exc:
+            self.stats.failed_commits += 1
+            if len(jobs) == 1:
+                log.exception("commit failed")
+                self._resolve([(jobs[0], exc)])
+                return
+            # One bad submission must not fail the others: commit them one by one.
+            log.warning(
+                "group commit of %d submissions failed (%s); retrying one by one", len(jobs), exc
+            )
+            for job in jobs:
+                self._commit_group(cur, [job])
+            return
+        elapsed = time.perf_counter() - started
+        rows = sum(len(j.rows) for j in jobs)
+        dead = sum(len(j.dead) for j in jobs)
+        s = self.stats
+        s.commits += 1
+        s.rows += rows
+        s.new += new.num_rows
+        s.dead_letters += dead
+        s.last_commit_seconds = elapsed
+        s.max_commit_seconds = max(s.max_commit_seconds, elapsed)
+        s.max_group_rows = max(s.max_group_rows, rows + dead)
+        self._resolve(
+            [(j, CommitResult(len(j.rows), len(j.dead), rows, new.num_rows)) for j in jobs]
+        )
+        self._count(jobs, new)
+        try:
+            self._save_runs(cur)
+        except Exception:  # bookkeeping only; the events are committed
+            log.exception("could not save ingest_runs counters")
+        if self.run_hooks and new.num_rows:
+            try:
+                hooks.run(self.store, new)
+            except Exception:
+                s.hook_errors += 1
+                log.exception(
+                    "a real-time hook failed on %d committed events (they stay stored)",
+                    new.num_rows,
+                )
+
+    def _append(self, cur, jobs: list[_Job]) -> pa.Table:
+        rows = [row for job in jobs for row in job.rows]
+        letters = [d for job in jobs for d in job.dead]
+        table = events_table(rows) if rows else None
+        cur.execute("BEGIN TRANSACTION")
+        try:
+            new = _EMPTY
+            if table is not None:
+                cur.register("_group_events", table)
+                try:
+                    result = cur.execute(_INSERT)
+                    new = result.to_arrow_table()
+                finally:
+                    cur.unregister("_group_events")
+            if letters:
+                append_dead_letters(cur, letters)
+            cur.execute("COMMIT")
+        except BaseException:
+            cur.execute("ROLLBACK")
+            raise
+        return new
+
+    def _resolve(self, outcomes: list[tuple[_Job, object]]) -> None:
+        by_loop: dict[asyncio.AbstractEventLoop, list] = {}
+        for job, outcome in outcomes:
+            if job.loop is None:
+                if isinstance(outcome, BaseException):
+                    job.future.set_exception(outcome)
+                else:
+                    job.future.set_result(outcome)
+            else:
+                by_loop.setdefault(job.loop, []).append((job.future, outcome))
+        for loop, items in by_loop.items():
+            with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
+                loop.call_soon_threadsafe(_settle, items)
+
+    # -- ingest_runs bookkeeping ---------------------------------------------------------------
+
+    def _count(self, jobs: list[_Job], new: pa.Table) -> None:
+        for job in jobs:
+            for row in job.rows[:1]:  # a submission's rows share one source (one write key)
+                self._run_for(row["source"]).read += len(job.rows)
+            for letter in job.dead:
+                run = self._run_for(letter.source or "(unknown)")
+                run.read += 1
+                run.rejected += 1
+        if new.num_rows:
+            for item in new.column("source").value_counts().to_pylist():
+                self._run_for(item["values"]).loaded += item["counts"]
+
+    def _run_for(self, source: str) -> _SourceRun:
+        run = self._runs.get(source)
+        if run is None:
+            run = self._runs[source] = _SourceRun()
+        run.dirty = True
+        return run
+
+    def _save_runs(self, cur, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._runs_saved_at < self.stats_every:
+            return
+        self._runs_saved_at = now
+        stamp = utcnow()
+        for source, run in self._runs.items():
+            if not run.dirty:
+                continue
+            run.dirty = False
+            if run.run_id is None:
+                run.run_id = cur.execute(
+                    "INSERT INTO ingest_runs (source, file, started_at) VALUES (?, 'http', ?) RETURNING id",
+                    [source, stamp],
+                ).fetchone()[0]
+            cur.execute(
+                "UPDATE ingest_runs SET finished_at = ?, rows_read = ?, rows_loaded = ?, "
+                "rows_duplicate = ?, rows_rejected = ? WHERE id = ?",
+                [
+                    stamp,
+                    run.read,
+                    run.loaded,
+                    run.read - run.loaded - run.rejected,
+                    run.rejected,
+                    run.run_id,
+                ],
+            )
+
+
+_EMPTY = pa.table({})
+
+
+def _settle(items: list) -> None:
+    for future, outcome in items:
+        if future.done():  # the request was cancelled (client went away)
+            continue
+        if isinstance(outcome, BaseException):
+            future.set_exception(outcome)
+        else:
+            future.set_result(outcome)

@@ -1,0 +1,319 @@
+"""The server: one FastAPI app per project, owning the project's store while it runs.
+
+`create_app(project)` opens the store at startup (the only process that may write it),
+starts the group-commit writer and loads the write keys; at shutdown it commits what is
+queued and closes the store. Ingestion (POST /v1/...) is served by a thin ASGI layer in
+front of FastAPI (`IngestionFastPath`) so the hot path skips routing and dependency
+injection; the same endpoints are declared as FastAPI routes too, which documents them at
+/docs and serves them if the fast path is turned off. Other modules add their routers to
+the app returned here.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+
+from panorama.config import Project, load_project
+from panorama.ingest.keys import KeyRing
+from panorama.ingest.writer import GroupCommitWriter
+from panorama.server.ingestion import (
+    BATCH,
+    MAX_BATCH_BYTES,
+    MAX_MESSAGE_BYTES,
+    ROUTES,
+    ApiError,
+    Ingestor,
+    too_large,
+)
+from panorama.store import Store, open_store
+
+log = logging.getLogger("panorama.server")
+
+
+@dataclass
+class WriterSettings:
+    max_rows: int = 10_000
+    linger: float = 0.0
+    # DuckDB checkpoints the WAL into the database file when it passes this size, inside a
+    # commit; bigger means rarer (but longer) pauses. None keeps DuckDB's default (16 MiB).
+    checkpoint_threshold: str | None = "256MB"
+
+
+@dataclass
+class ServerState:
+    project: Project
+    store: Store
+    keys: KeyRing
+    writer: GroupCommitWriter
+    ingestor: Ingestor
+
+
+def create_app(project: Project | Path | str, *, writer: WriterSettings | None = None,
+               fast_path: bool = True) -> FastAPI:  # fmt: skip
+    proj = project if isinstance(project, Project) else load_project(project)
+    settings = writer or WriterSettings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        store = open_store(proj.store_path)
+        if settings.checkpoint_threshold:
+            store.execute(f"SET checkpoint_threshold = '{settings.checkpoint_threshold}'")
+        keys = KeyRing(store)
+        group_writer = GroupCommitWriter(
+            store, max_rows=settings.max_rows, linger=settings.linger
+        ).start()
+        state = ServerState(proj, store, keys, group_writer, Ingestor(keys, group_writer))
+        app.state.panorama = state
+        if not len(keys):
+            log.warning("no write keys yet: create one with `panorama keys create SOURCE`")
+        try:
+            yield
+        finally:
+            group_writer.stop()
+            store.close()
+
+    app = FastAPI(
+        title="Panorama",
+        summary="Segment-compatible Tracking API and the customer data platform's REST API.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    _add_ingestion_routes(app)
+    _add_status_routes(app)
+    if fast_path:
+        app.add_middleware(IngestionFastPath)
+    return app
+
+
+def state(app_or_request) -> ServerState:
+    app = getattr(app_or_request, "app", app_or_request)
+    return app.state.panorama
+
+
+# -- the ASGI fast path ----------------------------------------------------------------------
+
+_JSON_HEADERS = [(b"content-type", b"application/json")]
+_CORS = [
+    (b"access-control-allow-origin", b"*"),
+    (b"access-control-allow-methods", b"POST, OPTIONS"),
+    (b"access-control-allow-headers", b"authorization, content-type, content-encoding"),
+    (b"access-control-max-age", b"86400"),
+]
+
+
+class IngestionFastPath:
+    """ASGI middleware answering POST/OPTIONS on the ingestion paths; the rest goes to FastAPI."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        path = scope["path"]
+        kind = ROUTES.get(path) or ROUTES.get(path.rstrip("/"))
+        method = scope["method"]
+        if kind is None or method not in ("POST", "OPTIONS"):
+            return await self.app(scope, receive, send)
+        if method == "OPTIONS":
+            await send({"type": "http.response.start", "status": 204, "headers": _CORS})
+            await send({"type": "http.response.body", "body": b""})
+            return
+        authorization = encoding = length = None
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                authorization = value.decode("latin-1")
+            elif name == b"content-encoding":
+                encoding = value.decode("latin-1")
+            elif name == b"content-length":
+                length = value
+        limit = MAX_BATCH_BYTES if kind == BATCH else MAX_MESSAGE_BYTES
+        try:
+            body = await _read_body(
+                receive, limit, int(length) if length and length.isdigit() else None, kind
+            )
+        except ApiError as exc:
+            return await _respond(send, exc.status, exc.body())
+        ingestor: Ingestor = scope["app"].state.panorama.ingestor  # Starlette sets scope["app"]
+        status, payload = await ingestor.handle(kind, path, authorization, encoding, body)
+        await _respond(send, status, payload)
+
+
+async def _read_body(receive, limit: int, declared: int | None, kind: str) -> bytes:
+    if declared is not None and declared > limit:
+        raise too_large(kind, declared)
+    chunks = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ApiError(
+                400, "disconnected", "the client disconnected before the body was complete"
+            )
+        chunk = message.get("body", b"")
+        if chunk:
+            size += len(chunk)
+            if size > limit:
+                raise too_large(kind, declared or size)
+            chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+async def _respond(send, status: int, body: bytes) -> None:
+    await send({
+        "type": "http.response.start",
+        "status": status,
+        "headers": [*_JSON_HEADERS, (b"content-length", str(len(body)).encode()),
+                    (b"access-control-allow-origin", b"*")],
+    })  # fmt: skip
+    await send({"type": "http.response.body", "body": body})
+
+
+# -- the same endpoints as FastAPI routes (OpenAPI docs; used when the fast path is off) ------
+
+_MESSAGE_SCHEMA = {
+    "type": "object",
+    "description": "A Segment-spec message. `userId` or `anonymousId` is required; "
+    "`event` for track, `groupId` for group, `previousId` for alias.",
+    "properties": {
+        "type": {
+            "type": "string",
+            "enum": ["identify", "track", "page", "screen", "group", "alias"],
+        },
+        "messageId": {
+            "type": "string",
+            "description": "Deduplication key (SDK retries are stored once).",
+        },
+        "userId": {"type": "string"},
+        "anonymousId": {"type": "string"},
+        "event": {"type": "string"},
+        "name": {"type": "string"},
+        "groupId": {"type": "string"},
+        "previousId": {"type": "string"},
+        "traits": {"type": "object"},
+        "properties": {"type": "object"},
+        "context": {"type": "object"},
+        "integrations": {"type": "object"},
+        "timestamp": {"type": "string", "format": "date-time"},
+        "originalTimestamp": {"type": "string", "format": "date-time"},
+        "sentAt": {"type": "string", "format": "date-time"},
+        "writeKey": {
+            "type": "string",
+            "description": "The write key, if not sent as HTTP Basic username.",
+        },
+    },
+}
+_BATCH_SCHEMA = {
+    "type": "object",
+    "required": ["batch"],
+    "properties": {
+        "batch": {"type": "array", "items": _MESSAGE_SCHEMA},
+        "sentAt": {"type": "string", "format": "date-time"},
+        "context": {"type": "object", "description": "Merged under each message's context."},
+        "writeKey": {"type": "string"},
+    },
+}
+_ERROR = {
+    "content": {"application/json": {"schema": {
+        "type": "object",
+        "properties": {"success": {"const": False}, "code": {"type": "string"},
+                       "message": {"type": "string"}, "field": {"type": "string"},
+                       "reason": {"type": "string"}},
+    }}},
+}  # fmt: skip
+_RESPONSES = {
+    200: {
+        "description": "Committed to the store (durable).",
+        "content": {"application/json": {"example": {"success": True}}},
+    },
+    400: {"description": "Malformed JSON or an invalid message (`field`, `reason`).", **_ERROR},
+    401: {"description": "Missing, unknown or revoked write key.", **_ERROR},
+    413: {"description": "Over 32 KB per message or 500 KB per batch request.", **_ERROR},
+}
+
+
+def _add_ingestion_routes(app: FastAPI) -> None:
+    for path, kind in ROUTES.items():
+        short = len(path) <= len("/v1/b")
+        schema = _BATCH_SCHEMA if kind == BATCH else _MESSAGE_SCHEMA
+
+        async def endpoint(request: Request, kind: str = kind, path: str = path) -> Response:
+            limit = MAX_BATCH_BYTES if kind == BATCH else MAX_MESSAGE_BYTES
+            length = request.headers.get("content-length")
+            try:
+                body = await _read_body(request.receive, limit,
+                                        int(length) if length and length.isdigit() else None, kind)  # fmt: skip
+            except ApiError as exc:
+                return Response(exc.body(), exc.status, media_type="application/json")
+            status, payload = await state(request).ingestor.handle(
+                kind,
+                path,
+                request.headers.get("authorization"),
+                request.headers.get("content-encoding"),
+                body,
+            )
+            return Response(payload, status, media_type="application/json")
+
+        app.add_api_route(
+            path,
+            endpoint,
+            methods=["POST"],
+            tags=["tracking API"],
+            summary=f"{kind} ({'short form' if short else 'Segment spec'})",
+            include_in_schema=not short,
+            responses=_RESPONSES,
+            openapi_extra={"requestBody": {"required": True, "content": {
+                "application/json": {"schema": schema}, "text/plain": {"schema": schema}}}},
+        )  # fmt: skip
+
+
+def _add_status_routes(app: FastAPI) -> None:
+    @app.get("/health", tags=["server"], summary="Liveness: the store is open and the writer runs.")
+    async def health(request: Request) -> JSONResponse:
+        s = state(request)
+        ok = s.writer.alive
+        return JSONResponse({"status": "ok" if ok else "unavailable", "writer": ok,
+                             "write_keys": len(s.keys)}, 200 if ok else 503)  # fmt: skip
+
+    @app.get("/v1/status", tags=["tracking API"],
+             summary="Events stored for the write key's source (HTTP Basic auth).")  # fmt: skip
+    async def source_counts(request: Request) -> JSONResponse:
+        from starlette.concurrency import run_in_threadpool
+
+        from panorama.server.ingestion import basic_auth_key
+
+        s = state(request)
+        try:
+            key = await s.ingestor.authenticate(
+                basic_auth_key(request.headers.get("authorization"))
+            )
+        except ApiError as exc:
+            return JSONResponse(
+                {"success": False, "code": exc.code, "message": exc.message}, exc.status
+            )
+
+        def count() -> dict:
+            events, last = s.store.execute(
+                "SELECT count(*), max(received_at) FROM events WHERE source = ?", [key.source]
+            ).fetchone()
+            dead = s.store.scalar(
+                "SELECT count(*) FROM dead_letters WHERE source = ? AND replayed_at IS NULL",
+                [key.source],
+            )
+            return {"source": key.source, "events": events, "dead_letters": dead,
+                    "last_received_at": last.isoformat() + "Z" if last else None,
+                    "writer": {"commits": s.writer.stats.commits, "rows": s.writer.stats.rows,
+                               "new": s.writer.stats.new, "hook_errors": s.writer.stats.hook_errors,
+                               "max_commit_ms": round(s.writer.stats.max_commit_seconds * 1000, 1),
+                               "max_group_rows": s.writer.stats.max_group_rows}}  # fmt: skip
+
+        return JSONResponse(await run_in_threadpool(count))

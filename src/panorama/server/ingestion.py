@@ -1,0 +1,328 @@
+"""The Segment-compatible HTTP Tracking API: /v1/identify, /v1/track, ..., /v1/batch.
+
+The hot path is lean on purpose: raw body bytes (gunzipped when labelled gzip *or* when they
+start with gzip's magic bytes, as some clients mislabel them), orjson, the shared Segment
+validation (`panorama.ingest.segment.normalize_message`), then the group-commit writer.
+No pydantic models on the way in; the OpenAPI schema is declared for /docs only.
+
+Answers: 200 `{"success": true}` only after the events are committed; a batch whose envelope
+is fine but some messages are not stores the good ones, dead-letters the others and answers
+200 with `"rejected": [{"index", "messageId", "field", "reason"}, ...]`. Every error body is
+JSON: `{"success": false, "code": ..., "message": ...}` (rudder-sdk-python reads `code`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import logging
+import zlib
+from dataclasses import dataclass
+from datetime import datetime
+
+import orjson
+
+from panorama.ingest.keys import KeyRing, WriteKey
+from panorama.ingest.log import DeadLetter, utcnow
+from panorama.ingest.segment import MAX_MESSAGE_BYTES, MessageError, normalize_message, parse_time
+from panorama.ingest.writer import GroupCommitWriter, WriterClosed
+
+log = logging.getLogger("panorama.server")
+
+# Segment's limits: 32 KB per message, 500 KB per batch request (KiB, as its SDKs count).
+MAX_BATCH_BYTES = 500 * 1024
+BATCH = "batch"
+# Endpoint path -> message type ("batch" for the batch endpoints), long and short forms.
+ROUTES: dict[str, str] = {
+    "/v1/identify": "identify",
+    "/v1/track": "track",
+    "/v1/page": "page",
+    "/v1/screen": "screen",
+    "/v1/group": "group",
+    "/v1/alias": "alias",
+    "/v1/batch": BATCH,
+    "/v1/import": BATCH,
+    "/v1/i": "identify",
+    "/v1/t": "track",
+    "/v1/p": "page",
+    "/v1/s": "screen",
+    "/v1/g": "group",
+    "/v1/a": "alias",
+    "/v1/b": BATCH,
+}
+
+OK_BODY = b'{"success":true}'
+_GZIP_MAGIC = b"\x1f\x8b"
+
+
+class ApiError(Exception):
+    """An answer other than 200: status, a stable `code` and a precise message."""
+
+    def __init__(self, status: int, code: str, message: str, **extra):
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.extra = extra
+
+    def body(self) -> bytes:
+        return orjson.dumps(
+            {"success": False, "code": self.code, "message": self.message, **self.extra}
+        )
+
+
+def _kb(limit: int) -> str:
+    return f"{limit // 1024} KB ({limit:,} bytes)"
+
+
+def decode_body(body: bytes, content_encoding: str | None, limit: int) -> bytes:
+    """Gunzip/inflate when labelled or when the bytes are gzip anyway; enforce `limit` on the result."""
+    encoding = (content_encoding or "").strip().lower()
+    if encoding in ("", "identity") and not body.startswith(_GZIP_MAGIC):
+        return body
+    if encoding not in ("", "identity", "gzip", "x-gzip", "deflate"):
+        raise ApiError(415, "unsupported_encoding",
+                       f"Content-Encoding {content_encoding!r} is not supported; send gzip, deflate or none")  # fmt: skip
+    inflater = zlib.decompressobj(wbits=47)  # gzip or zlib header, detected
+    try:
+        data = inflater.decompress(body, limit + 1)
+    except zlib.error as exc:
+        raise ApiError(
+            400, "invalid_encoding", f"the body is not valid {encoding or 'gzip'} data: {exc}"
+        ) from None
+    if len(data) > limit:
+        return data  # the caller answers 413
+    if not inflater.eof:
+        raise ApiError(400, "invalid_encoding", f"the {encoding or 'gzip'} body is truncated")
+    return data
+
+
+def parse_json(data: bytes) -> dict:
+    try:
+        value = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        if not data.strip():
+            raise ApiError(400, "invalid_json", "the body is empty; send a JSON object") from None
+        raise ApiError(400, "invalid_json", f"the body is not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise ApiError(400, "invalid_json",
+                       f"the body must be a JSON object, got {_json_type(value)}")  # fmt: skip
+    return value
+
+
+def _json_type(value) -> str:
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if value is None:
+        return "null"
+    return "an object"
+
+
+def basic_auth_key(authorization: str | None) -> str | None:
+    """The write key from `Authorization: Basic base64(key:)`, or None if there is no header."""
+    if not authorization:
+        return None
+    scheme, _, credentials = authorization.partition(" ")
+    if scheme.lower() != "basic":
+        raise ApiError(401, "invalid_write_key",
+                       f"Authorization scheme {scheme!r} is not supported; use HTTP Basic with "
+                       "the write key as username and an empty password")  # fmt: skip
+    try:
+        decoded = base64.b64decode(credentials.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        raise ApiError(
+            401, "invalid_write_key", "the Basic credentials are not valid base64"
+        ) from None
+    return decoded.partition(":")[0]
+
+
+@dataclass
+class Outcome:
+    """What a request produced: rows to store, dead letters, and the rejections to report."""
+
+    rows: list[dict]
+    dead: list[DeadLetter]
+    rejected: list[dict]
+
+
+class Ingestor:
+    """Turns one HTTP request (path type, headers, body bytes) into rows and an answer."""
+
+    def __init__(self, keys: KeyRing, writer: GroupCommitWriter):
+        self.keys = keys
+        self.writer = writer
+        self._reloading: asyncio.Future | None = None
+        self._auth_cache: dict[str, WriteKey] = {}
+
+    # -- auth ------------------------------------------------------------------------------
+
+    async def authenticate(self, key: str | None) -> WriteKey:
+        if not key:
+            raise ApiError(401, "missing_write_key",
+                           "no write key: send it as the HTTP Basic username with an empty "
+                           "password, or as `writeKey` in the body")  # fmt: skip
+        if self.keys.stale():
+            self._schedule_reload()
+        found = self.keys.lookup(key)
+        if found is None and self.keys.stale(1.0):
+            await self._schedule_reload()  # a key created moments ago
+            found = self.keys.lookup(key)
+        if found is None:
+            revoked = self.keys.revoked(key)
+            shown = key[:8] + "…" if len(key) > 8 else key
+            if revoked is not None:
+                raise ApiError(401, "invalid_write_key",
+                               f"write key {shown} (id {revoked.id}) was revoked at "
+                               f"{revoked.revoked_at:%Y-%m-%d %H:%M:%S} UTC")  # fmt: skip
+            raise ApiError(401, "invalid_write_key", f"write key {shown} is not valid")
+        return found
+
+    def _schedule_reload(self) -> asyncio.Future:
+        if self._reloading is None or self._reloading.done():
+            loop = asyncio.get_running_loop()
+            self._reloading = loop.run_in_executor(None, self.keys.reload)
+        return self._reloading
+
+    # -- the request -----------------------------------------------------------------------
+
+    async def handle(self, kind: str, path: str, authorization: str | None,
+                     content_encoding: str | None, body: bytes) -> tuple[int, bytes]:  # fmt: skip
+        """Returns (status, JSON body). Never raises for bad input."""
+        try:
+            header_key = basic_auth_key(authorization)
+            key = await self.authenticate(header_key) if header_key is not None else None
+            limit = MAX_BATCH_BYTES if kind == BATCH else MAX_MESSAGE_BYTES
+            if len(body) > limit:
+                raise too_large(kind, len(body))
+            data = decode_body(body, content_encoding, limit)
+            if len(data) > limit:
+                raise too_large(kind, None)
+            payload = parse_json(data)
+            if key is None:
+                body_key = payload.get("writeKey")
+                key = await self.authenticate(body_key if isinstance(body_key, str) else None)
+            received_at = utcnow()
+            if kind == BATCH:
+                outcome = self._batch(payload, key.source, received_at, len(data))
+            else:
+                outcome = self._single(payload, kind, path, key.source, received_at)
+            if outcome.rows or outcome.dead:
+                try:
+                    await self.writer.write(outcome.rows, outcome.dead)
+                except WriterClosed as exc:
+                    raise ApiError(503, "unavailable", str(exc)) from None
+                except Exception as exc:
+                    log.exception("commit failed")
+                    raise ApiError(
+                        500, "commit_failed", f"the events could not be stored: {exc}; retry"
+                    ) from None
+            if kind != BATCH and outcome.rejected:
+                r = outcome.rejected[0]
+                raise ApiError(400, "invalid_message", f"{r['field']}: {r['reason']}",
+                               field=r["field"], reason=r["reason"])  # fmt: skip
+            if outcome.rejected:
+                return 200, orjson.dumps({"success": True, "rejected": outcome.rejected})
+            return 200, OK_BODY
+        except ApiError as exc:
+            return exc.status, exc.body()
+
+    def _single(
+        self, message: dict, kind: str, path: str, source: str, received_at: datetime
+    ) -> Outcome:
+        message.pop("writeKey", None)
+        stated = message.get("type")
+        if stated is not None and (not isinstance(stated, str) or stated.lower() != kind):
+            return self._reject(message, 0, source, "type",
+                                f"{stated!r} does not match the endpoint {path} (type {kind!r})")  # fmt: skip
+        if stated is None:
+            message["type"] = kind
+        try:
+            row = normalize_message(
+                message, source=source, received_at=received_at, correct_skew=True
+            )
+        except MessageError as exc:
+            return self._reject(message, 0, source, exc.field, exc.reason)
+        return Outcome([row], [], [])
+
+    def _batch(self, payload: dict, source: str, received_at: datetime, size: int) -> Outcome:
+        messages = payload.get("batch")
+        if not isinstance(messages, list):
+            if messages is None:
+                raise ApiError(
+                    400, "invalid_batch", "`batch` is required: a JSON array of messages"
+                )
+            raise ApiError(
+                400,
+                "invalid_batch",
+                f"`batch` must be a JSON array of messages, got {_json_type(messages)}",
+            )
+        try:
+            sent_at = parse_time(payload.get("sentAt"), "sentAt")
+        except MessageError as exc:
+            raise ApiError(
+                400, "invalid_batch", f"sentAt: {exc.reason}", field="sentAt", reason=exc.reason
+            ) from None
+        context = payload.get("context")
+        if context is not None and not isinstance(context, dict):
+            raise ApiError(
+                400, "invalid_batch", f"`context` must be a JSON object, got {_json_type(context)}"
+            )
+        check_size = size > MAX_MESSAGE_BYTES  # no message can be over the limit otherwise
+        outcome = Outcome([], [], [])
+        rows = outcome.rows
+        for index, message in enumerate(messages):
+            if not isinstance(message, dict):
+                self._reject(message, index, source, "batch[]",
+                             f"each message must be a JSON object, got {_json_type(message)}", outcome)  # fmt: skip
+                continue
+            if check_size:
+                length = len(orjson.dumps(message))
+                if length > MAX_MESSAGE_BYTES:
+                    self._reject(message, index, source, "(message)",
+                                 f"the message is {length:,} bytes; the limit is {_kb(MAX_MESSAGE_BYTES)} per message",
+                                 outcome)  # fmt: skip
+                    continue
+            if context and isinstance(message.get("context", {}), dict):
+                message["context"] = {**context, **(message.get("context") or {})}
+            try:
+                rows.append(normalize_message(message, source=source, received_at=received_at,
+                                              correct_skew=True, batch_sent_at=sent_at))  # fmt: skip
+            except MessageError as exc:
+                self._reject(message, index, source, exc.field, exc.reason, outcome)
+        return outcome
+
+    @staticmethod
+    def _reject(message, index: int, source: str, field: str, reason: str,
+                outcome: Outcome | None = None) -> Outcome:  # fmt: skip
+        outcome = outcome or Outcome([], [], [])
+        message_id = message.get("messageId") if isinstance(message, dict) else None
+        item = {"index": index, "field": field, "reason": reason}
+        if isinstance(message_id, str):
+            item["messageId"] = message_id
+        outcome.rejected.append(item)
+        if isinstance(message, dict):
+            message.pop("writeKey", None)
+        outcome.dead.append(
+            DeadLetter(
+                source=source, reason=reason, field=field, raw=orjson.dumps(message).decode()
+            )
+        )
+        return outcome
+
+
+def too_large(kind: str, size: int | None) -> ApiError:
+    """413 naming the limit; `size` None means "over the limit once decompressed"."""
+    if kind == BATCH:
+        what = "over the limit once decompressed" if size is None else f"{size:,} bytes"
+        return ApiError(413, "batch_too_large",
+                        f"the request body is {what}; the limit is {_kb(MAX_BATCH_BYTES)} per batch request")  # fmt: skip
+    what = "over the limit once decompressed" if size is None else f"{size:,} bytes"
+    return ApiError(413, "message_too_large",
+                    f"the message is {what}; the limit is {_kb(MAX_MESSAGE_BYTES)} per message")  # fmt: skip
