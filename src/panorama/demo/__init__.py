@@ -1,0 +1,1 @@
+"""Realistic synthetic multi-source demo data with ground truth (see docs/demo-data.md)."""

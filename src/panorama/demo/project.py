@@ -1,0 +1,136 @@
+"""The demo's files, their columns, and the `panorama.yaml` that maps them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+PROJECT_NAME = "hartley-finch"
+
+# file -> its columns in order (the generator writes exactly these)
+FILES: dict[str, list[str]] = {
+    "data/crm_contacts.csv": [
+        "customer_id", "title", "first_name", "last_name", "email", "phone", "birth_date", "address_line1",
+        "city", "postal_code", "created_at", "email_opt_in", "sms_opt_in", "push_opt_in", "signup_source",
+    ],
+    "data/shop_orders.csv": [
+        "order_id", "customer_id", "customer_email", "customer_phone", "loyalty_member_id", "ship_name",
+        "ship_postcode", "ordered_at", "channel", "store", "item_count", "subtotal", "discount", "delivery",
+        "total", "currency", "coupon_code", "campaign_id",
+    ],
+    "data/order_items.csv": [
+        "item_id", "order_id", "customer_id", "customer_email", "customer_phone", "loyalty_member_id",
+        "ordered_at", "product_id", "product_name", "category", "price", "quantity", "discount", "currency",
+        "channel",
+    ],
+    "data/campaign_messages.csv": [
+        "message_id", "event", "event_at", "channel", "campaign_id", "campaign_name", "offer_id",
+        "discount_pct", "coupon_code", "email", "phone", "user_id", "device_id", "order_id",
+    ],
+    "data/web_events.jsonl": [],
+    "data/support_tickets.csv": [
+        "ticket_id", "email", "phone", "opened_at", "channel", "topic", "subject", "priority", "order_id",
+        "status", "resolved_at", "resolution_hours", "csat",
+    ],
+    "data/nps_responses.csv": ["response_id", "email", "answered_at", "score", "comment", "survey", "order_id"],
+    "data/loyalty_members.csv": [
+        "member_id", "email", "phone", "first_name", "last_name", "tier", "points", "joined_at", "home_store",
+    ],
+    "data/b2b_contacts.csv": [
+        "contact_id", "account_id", "company_name", "company_domain", "work_email", "phone", "first_name",
+        "last_name", "job_title", "created_at",
+    ],
+}
+
+SOURCES: dict[str, dict] = {
+    "crm": {
+        "path": "data/crm_contacts.csv", "kind": "records", "key": "customer_id", "timestamp": "created_at",
+        "identifiers": {"customer_id": "user_id", "email": "email", "phone": "phone"},
+        "attributes": {"title": "title", "first_name": "first_name", "last_name": "last_name",
+                       "birth_date": "birth_date", "address_line1": "address_line1", "city": "city",
+                       "postal_code": "postal_code", "email_opt_in": "email_opt_in",
+                       "sms_opt_in": "sms_opt_in", "push_opt_in": "push_opt_in",
+                       "signup_source": "signup_source"},
+        "formats": {"birth_date": "%d/%m/%Y"},
+        "priority": 10,
+    },
+    "shop": {
+        "path": "data/shop_orders.csv", "kind": "events", "event": "Order Completed", "key": "order_id",
+        "timestamp": "ordered_at",
+        "identifiers": {"customer_id": "user_id", "customer_email": "email", "customer_phone": "phone",
+                        "loyalty_member_id": "loyalty_id"},
+        "attributes": {"ship_name": "full_name", "ship_postcode": "postal_code"},
+        "properties": {"order_id": "order_id", "total": "revenue", "currency": "currency",
+                       "discount": "discount", "item_count": "quantity", "channel": "channel",
+                       "campaign_id": "campaign_id", "coupon_code": "coupon", "subtotal": "subtotal",
+                       "delivery": "delivery", "store": "store"},
+        "priority": 5,
+    },
+    "order_items": {
+        "path": "data/order_items.csv", "kind": "events", "event": "Product Purchased", "key": "item_id",
+        "timestamp": "ordered_at",
+        "identifiers": {"customer_id": "user_id", "customer_email": "email", "customer_phone": "phone",
+                        "loyalty_member_id": "loyalty_id"},
+        "properties": {"order_id": "order_id", "product_id": "product_id", "product_name": "product_name",
+                       "category": "category", "price": "price", "quantity": "quantity",
+                       "discount": "discount", "currency": "currency", "channel": "channel"},
+    },
+    "campaigns": {
+        "path": "data/campaign_messages.csv", "kind": "events", "event_column": "event", "key": "message_id",
+        "timestamp": "event_at",
+        "identifiers": {"email": "email", "phone": "phone", "user_id": "user_id", "device_id": "device_id"},
+        "properties": {"channel": "channel", "campaign_id": "campaign_id", "campaign_name": "campaign_name",
+                       "offer_id": "offer_id", "discount_pct": "discount_pct", "coupon_code": "coupon",
+                       "order_id": "order_id"},
+    },
+    "web": {"path": "data/web_events.jsonl", "kind": "segment"},
+    "support": {
+        "path": "data/support_tickets.csv", "kind": "events", "event": "Ticket Opened", "key": "ticket_id",
+        "timestamp": "opened_at",
+        "identifiers": {"email": "email", "phone": "phone"},
+        "properties": {"channel": "channel", "topic": "topic", "subject": "subject", "priority": "priority",
+                       "order_id": "order_id", "status": "status", "resolved_at": "resolved_at",
+                       "resolution_hours": "resolution_hours", "csat": "value"},
+    },
+    "nps": {
+        "path": "data/nps_responses.csv", "kind": "events", "event": "NPS Survey Answered",
+        "key": "response_id", "timestamp": "answered_at",
+        "identifiers": {"email": "email"},
+        "properties": {"score": "value", "comment": "comment", "survey": "survey", "order_id": "order_id"},
+    },
+    "loyalty": {
+        "path": "data/loyalty_members.csv", "kind": "records", "key": "member_id", "timestamp": "joined_at",
+        "identifiers": {"member_id": "loyalty_id", "email": "email", "phone": "phone"},
+        "attributes": {"first_name": "first_name", "last_name": "last_name", "tier": "loyalty_tier",
+                       "points": "loyalty_points", "home_store": "home_store"},
+        "priority": 5,
+    },
+    "b2b": {
+        "path": "data/b2b_contacts.csv", "kind": "records", "key": "contact_id", "timestamp": "created_at",
+        "identifiers": {"contact_id": "b2b_contact_id", "work_email": "email", "phone": "phone"},
+        "attributes": {"first_name": "first_name", "last_name": "last_name", "company_name": "company",
+                       "company_domain": "company_domain", "account_id": "account_id",
+                       "job_title": "job_title"},
+        "priority": 1,
+    },
+}
+
+HEADER = """\
+# Panorama demo project: Hartley & Finch, a fictional UK retailer (generated by
+# `panorama demo generate`). Every person is synthetic; truth/ holds the ground truth.
+# Reference for this file: docs/config.md; for the data set: docs/demo-data.md
+"""
+
+
+def write_config(out_dir: Path) -> Path:
+    config = {
+        "name": PROJECT_NAME,
+        "store": "panorama.duckdb",
+        "identity": {"default_region": "GB"},
+        "sources": SOURCES,
+    }
+    text = HEADER + yaml.safe_dump(config, sort_keys=False, allow_unicode=True, width=100)
+    path = out_dir / "panorama.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
