@@ -162,6 +162,8 @@ def normalize_message(
     traits = _object(message, "traits")
     properties = _object(message, "properties")
     context = _object(message, "context")
+    if kind == "identify" and not traits and isinstance(context.get("traits"), dict):
+        traits = context["traits"]  # RudderStack SDKs send identify traits in context.traits only
 
     timestamp = parse_time(message.get("timestamp"), "timestamp")
     original = parse_time(message.get("originalTimestamp"), "originalTimestamp")
