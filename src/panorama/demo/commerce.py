@@ -46,15 +46,17 @@ class Crm:
 
 def make_crm(world: World, rng: np.random.Generator, p: People) -> Crm:
     n = p.n
-    n_rec = np.where(p.has_account, 1 + (rng.random(n) < 0.07) + (rng.random(n) < 0.012), 0)
+    long_enough = p.active_end - p.active_start > 30 * DAY
+    n_rec = np.where(p.has_account, 1 + long_enough * ((rng.random(n) < 0.07) + (rng.random(n) < 0.012)), 0)
     person = np.repeat(np.arange(n), n_rec)
     rank = rank_in_groups(n_rec)
     m = len(person)
     gidx = p.offset + person
     cid = cat("C", zpad((((gidx * 4 + rank) * _CRM_MULT + world.seed * 7 + 11) % 10**8), 8))
-    span = np.maximum(p.active_end - p.active_start - 30 * DAY, DAY)
+    # a second account is opened later, while the person is still active
+    span = p.active_end - p.active_start
     created = np.where(rank == 0, p.signup[person],
-                       p.active_start[person] + 30 * DAY + (rng.random(m) * span[person]).astype("int64"))
+                       p.active_start[person] + ((0.1 + 0.9 * rng.random(m)) * span[person]).astype("int64"))
     created = np.minimum(created, world.end - 3600)
     dup = rank > 0
 
@@ -326,6 +328,7 @@ class Orders:
     item_count: np.ndarray
     table: dict
     induced_pos: np.ndarray  # for induced orders (campaign first, then experiments): order row
+    by_time: np.ndarray  # row order for writing (by time)
 
 
 @dataclass
@@ -340,7 +343,7 @@ class Items:
 
 def loyalty_ids(world: World, p: People) -> np.ndarray:
     gidx = p.offset + np.arange(p.n)
-    return cat("LM", zpad((gidx * 7_777_777 + world.seed * 31 + 5) % 10**9, 9))
+    return cat("LM", zpad((gidx * 387_420_489 + world.seed * 7_919 + 5) % 10**9, 9))
 
 
 def loyalty_join(rng: np.random.Generator, p: People) -> np.ndarray:
@@ -383,7 +386,11 @@ def make_orders(world: World, rng: np.random.Generator, p: People, crm: Crm, ind
     induced_pos = inv[len(org_person) + len(w):]
     person, time, chan, camp, expt, expo = (a[order] for a in (person, time, chan, camp, expt, expo))
     m = len(person)
-    order_id = cat("ORD", zpad(order_offset + np.arange(m), 8))
+    # order numbers increase with time (within a chunk of people)
+    by_time = np.lexsort((person, time))
+    seq = np.empty(m, dtype="int64")
+    seq[by_time] = np.arange(m)
+    order_id = cat("ORD", zpad(order_offset + seq, 8))
     is_first = np.r_[True, person[1:] != person[:-1]] if m else np.zeros(0, dtype=bool)
 
     # who is logged in, and with which account
@@ -474,6 +481,6 @@ def make_orders(world: World, rng: np.random.Generator, p: People, crm: Crm, ind
         "channel": _ORDER_CHANNELS[chan[it_order]],
     }
     orders = Orders(person, time, chan, camp, expt, expo, order_id, customer_id, email, phone, lid, logged,
-                    subtotal, disc, total, coupon, units, item_start, lines, table, induced_pos)
+                    subtotal, disc, total, coupon, units, item_start, lines, table, induced_pos, by_time)
     items = Items(it_order, product, qty, price, line_disc, items_table)
     return orders, items

@@ -179,14 +179,18 @@ def generate(out_dir: Path | str, customers: int, seed: int, progress: Progress 
             campaign_rows = _campaign_table(world, rng, p, crm, esp, camp_ev, orders)
 
             crm_cols = dict(crm.table)
-            crm_order = np.argsort(crm_cols["customer_id"], kind="stable")
+            crm_order = np.argsort(crm.created, kind="stable")
             crm_cols = {k: np.asarray(v)[crm_order] for k, v in crm_cols.items()}
             writers["data/crm_contacts.csv"].write(crm_cols)
             truth("data/crm_contacts.csv", crm_cols["customer_id"], crm.person[crm_order], p)
-            writers["data/shop_orders.csv"].write(orders.table)
-            truth("data/shop_orders.csv", orders.order_id, orders.person, p)
-            writers["data/order_items.csv"].write(items.table)
-            truth("data/order_items.csv", items.table["item_id"], orders.person[items.order], p)
+            bt = orders.by_time
+            writers["data/shop_orders.csv"].write({k: v[bt] for k, v in orders.table.items()})
+            truth("data/shop_orders.csv", orders.order_id[bt], orders.person[bt], p)
+            rank = np.empty(len(bt), dtype="int64")
+            rank[bt] = np.arange(len(bt))
+            it = np.argsort(rank[items.order], kind="stable")
+            writers["data/order_items.csv"].write({k: v[it] for k, v in items.table.items()})
+            truth("data/order_items.csv", items.table["item_id"][it], orders.person[items.order[it]], p)
             writers["data/campaign_messages.csv"].write(campaign_rows)
             truth("data/campaign_messages.csv", campaign_rows["message_id"], campaign_rows["_person"], p)
             web_out.write(web.lines)

@@ -60,6 +60,8 @@ def _email_variant(email: str, code: int, r: float, n: int) -> str:
         if len(local) < 3:
             return local + local[-1:] + "@" + domain
         pos = n % (len(local) - 1)
+        while pos > 0 and not (local[pos].isalnum() and local[pos + 1].isalnum()):
+            pos -= 1  # typos happen between letters, not around dots
         kind = n // 7 % 3
         if kind == 0:  # swap adjacent letters
             local = local[:pos] + local[pos + 1] + local[pos] + local[pos + 2:]

@@ -202,7 +202,7 @@ def make_people(world: World, rng: np.random.Generator, n: int, offset: int, chu
     ns = np.flatnonzero((rng.random(n) < 0.015) & (twin_of < 0))
     if len(ns) and n > 10:
         other = rng.integers(0, n, len(ns))
-        ok = (household[other] != household[ns]) & (twin_of[other] < 0)
+        ok = (household[other] != household[ns]) & (twin_of[other] < 0) & ~np.isin(other, ns)
         ns, other = ns[ok], other[ok]
         first[ns], last[ns], gender[ns] = first[other], last[other], gender[other]
         namesake_of[ns] = other

@@ -57,7 +57,7 @@ def make_tickets(world: World, rng: np.random.Generator, p: People, orders: Orde
     order_ref = np.concatenate([orders.order_id[about], np.full(len(per2) + len(leavers), "")])
     keep = time < np.minimum(p.active_end[person], world.end)
     person, time, topic, order_ref = person[keep], time[keep], topic[keep], order_ref[keep]
-    srt = np.lexsort((time, person))
+    srt = np.lexsort((person, time))
     person, time, topic, order_ref = person[srt], time[srt], topic[srt], order_ref[srt]
     m = len(person)
     sat = p.satisfaction[person]
@@ -113,7 +113,7 @@ def make_nps(world: World, rng: np.random.Generator, p: People, orders: Orders, 
     order_ref = np.r_[orders.order_id[o], np.full(len(per2), "")]
     keep = time < p.active_end[person]
     person, time, trigger, order_ref = person[keep], time[keep], trigger[keep], order_ref[keep]
-    srt = np.lexsort((time, person))
+    srt = np.lexsort((person, time))
     person, time, trigger, order_ref = person[srt], time[srt], trigger[srt], order_ref[srt]
     m = len(person)
     sat = p.satisfaction[person]
@@ -184,7 +184,8 @@ def make_loyalty(world: World, rng: np.random.Generator, p: People, orders: Orde
         "last_name": last, "tier": tier, "points": points.astype(str), "joined_at": joined[person],
         "home_store": rng.choice(vocab.STORES, m),
     }
-    return Table(columns, person)
+    srt = np.argsort(joined[person], kind="stable")
+    return Table({k: np.asarray(v)[srt] for k, v in columns.items()}, person[srt])
 
 
 @dataclass
@@ -246,7 +247,7 @@ def make_b2b(world: World, rng: np.random.Generator, p: People, chunk_index: int
         "job_title": np.array(vocab.JOB_TITLES)[rng.integers(0, len(vocab.JOB_TITLES), m)],
         "created_at": created,
     }
-    srt = np.argsort(columns["contact_id"], kind="stable")
+    srt = np.argsort(created, kind="stable")
     columns = {k: v[srt] for k, v in columns.items()}
     person_sorted = person[srt]
     acc_p = np.full(p.n, "", dtype=object)

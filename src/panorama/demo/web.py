@@ -93,7 +93,7 @@ def make_web(world: World, rng: np.random.Generator, p: People, crm: Crm, orders
     # browsing: awareness and consideration, some abandoned carts
     lo = np.maximum(world.start, np.minimum(p.signup - 60 * DAY, p.active_start))
     years = (p.active_end - lo) / YEAR
-    rate = np.where(p.has_web, 1.6 + 1.2 * np.minimum(p.purchase_rate, 8), 0.0)
+    rate = np.where(p.has_web, 1.0 + 0.8 * np.minimum(p.purchase_rate, 6), 0.0)
     k = rng.poisson(rate * years)
     bp = np.repeat(np.arange(n), k)
     bt = world.sample_times(rng, lo[bp], p.active_end[bp])
@@ -237,7 +237,8 @@ def make_web(world: World, rng: np.random.Generator, p: People, crm: Crm, orders
     duration = np.zeros(s_n, dtype="int64")
     nonempty = per_session > 0
     duration[nonempty] = offset[sess_first[nonempty] + per_session[nonempty] - 1]
-    anchor = S["time"]
+    # sessions that start just before someone churns end before it too
+    anchor = np.where(S["anchor_end"], S["time"], np.minimum(S["time"], p.active_end[sp] - duration - 1))
     ev_time = np.where(S["anchor_end"][ev_session], anchor[ev_session] - duration[ev_session] + offset,
                        anchor[ev_session] + offset)
     ev_time = np.minimum(ev_time, world.end - 1)
@@ -442,5 +443,6 @@ def make_web(world: World, rng: np.random.Generator, p: People, crm: Crm, orders
         msg["context"] = ctx
         lines.append(dumps(msg))
 
-    names = {"identify": 0}
-    return WebResult(lines, message_id, ev_person, shared_person, names)
+    by_time = np.argsort(ev_time, kind="stable")
+    lines = [lines[i] for i in by_time.tolist()]
+    return WebResult(lines, message_id[by_time], ev_person[by_time], shared_person, {})
