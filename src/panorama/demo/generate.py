@@ -170,7 +170,8 @@ def generate(out_dir: Path | str, customers: int, seed: int, progress: Progress 
             orders, items = make_orders(world, rng, p, crm, [camp_ind, ex_ind], joined, offsets["orders"])
             offsets["orders"] += len(orders.person)
             b2b = make_b2b(world, rng, p, ci, chunk_size)
-            web = make_web(world, rng, p, crm, orders, items, ex, esp, b2b.account, b2b.company, b2b.domain)
+            web = make_web(world, rng, p, crm, orders, items, ex, esp, b2b.account, b2b.company, b2b.domain,
+                           web_out.write)
             tickets = make_tickets(world, rng, p, orders, offsets["tickets"])
             offsets["tickets"] += len(tickets.person)
             nps = make_nps(world, rng, p, orders, offsets["nps"])
@@ -193,7 +194,6 @@ def generate(out_dir: Path | str, customers: int, seed: int, progress: Progress 
             truth("data/order_items.csv", items.table["item_id"][it], orders.person[items.order[it]], p)
             writers["data/campaign_messages.csv"].write(campaign_rows)
             truth("data/campaign_messages.csv", campaign_rows["message_id"], campaign_rows["_person"], p)
-            web_out.write(web.lines)
             truth("data/web_events.jsonl", web.message_id, web.person, p)
             writers["data/support_tickets.csv"].write(tickets.columns)
             truth("data/support_tickets.csv", tickets.columns["ticket_id"], tickets.person, p)
@@ -241,8 +241,8 @@ def generate(out_dir: Path | str, customers: int, seed: int, progress: Progress 
         "rows": int(sum(files.values())),
         "persons": customers,
         "seed": seed,
-        "start": ts_text(np.array([world.start]))[0],
-        "end": ts_text(np.array([world.end]))[0],
+        "start": str(ts_text(np.array([world.start]))[0]),
+        "end": str(ts_text(np.array([world.end]))[0]),
         "truth": {"truth/identities.csv": truth_ids.rows, "truth/persons.csv": truth_persons.rows},
         "seconds": round(time.perf_counter() - started, 3),
     }

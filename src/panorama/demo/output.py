@@ -8,23 +8,18 @@ import numpy as np
 
 from panorama.demo.util import ts_text
 
-SD = np.dtypes.StringDType()
-
 # integer epoch-second columns written as 'YYYY-MM-DD HH:MM:SS' (negative = blank)
 TIME_COLUMNS = frozenset({"created_at", "ordered_at", "event_at", "opened_at", "resolved_at",
                           "answered_at", "joined_at", "signup_at", "churn_at", "sent_at"})
 
 
-def csv_field(values: np.ndarray) -> np.ndarray:
-    """Quote the values that need it (a comma, quote or line break), RFC 4180 style."""
-    v = np.asarray(values).astype(SD)
-    if len(v) == 0:
-        return v
-    needs = (np.strings.find(v, ",") >= 0) | (np.strings.find(v, '"') >= 0) | (np.strings.find(v, "\n") >= 0)
-    if not needs.any():
-        return v
-    quoted = np.strings.add(np.strings.add('"', np.strings.replace(v, '"', '""')), '"')
-    return np.where(needs, quoted, v)
+def csv_field(values: np.ndarray) -> list[str]:
+    """The values as CSV fields: quoted (RFC 4180) only when they hold a comma, quote or newline."""
+    items = np.asarray(values).astype(str).tolist()
+    joined = "\x00".join(items)
+    if "," not in joined and '"' not in joined and "\n" not in joined:
+        return items
+    return [('"' + v.replace('"', '""') + '"') if ("," in v or '"' in v or "\n" in v) else v for v in items]
 
 
 class CsvOut:
@@ -43,16 +38,15 @@ class CsvOut:
         n = len(data[self.columns[0]])
         if n == 0:
             return
-        line = None
+        fields = []
         for name in self.columns:
             col = np.asarray(data[name])
             if len(col) != n:
                 raise ValueError(f"{self.path.name}: column {name} has {len(col)} rows, expected {n}")
             if name in TIME_COLUMNS and col.dtype.kind in "iu":
                 col = np.where(col < 0, "", ts_text(np.maximum(col, 0)))
-            field = csv_field(col)
-            line = field if line is None else np.strings.add(np.strings.add(line, ","), field)
-        self._fh.write("\n".join(line.tolist()))
+            fields.append(csv_field(col))
+        self._fh.write("\n".join(map(",".join, zip(*fields, strict=True))))
         self._fh.write("\n")
         self.rows += n
 

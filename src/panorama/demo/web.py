@@ -7,6 +7,7 @@ serialised line by line with orjson.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,13 +35,14 @@ _APP_DEVICE = (("Apple", "iPhone15,2", "ios"), ("Google", "Pixel 8", "android"))
 _APP = {"name": RETAILER, "version": "5.4.0", "build": "540"}
 
 
+WRITE_SLICE = 20_000
+
+
 @dataclass
 class WebResult:
-    lines: list[bytes]
-    message_id: np.ndarray
+    message_id: np.ndarray  # in file order
     person: np.ndarray
     anon_shared: np.ndarray  # per person: used a shared (household/kiosk) device
-    counts: dict
 
 
 def device_ids(world: World, p: People) -> np.ndarray:
@@ -56,7 +58,7 @@ def kiosk_ids(world: World) -> np.ndarray:
 
 def make_web(world: World, rng: np.random.Generator, p: People, crm: Crm, orders: Orders, items: Items,
              ex: Exposures, esp_email: np.ndarray, b2b_account: np.ndarray, b2b_company: np.ndarray,
-             b2b_domain: np.ndarray) -> WebResult:
+             b2b_domain: np.ndarray, sink: Callable[[list[bytes]], None]) -> WebResult:
     n = p.n
     cat_names = world.catalog.category_names
 
@@ -308,7 +310,6 @@ def make_web(world: World, rng: np.random.Generator, p: People, crm: Crm, orders
     os_i = app_os.tolist()
     utm_src = vocab.UTM_SOURCES
 
-    lines: list[bytes] = []
     dumps = orjson.dumps
     S_kind = kind.tolist()
     S_user = S["user"].tolist()
@@ -321,11 +322,19 @@ def make_web(world: World, rng: np.random.Generator, p: People, crm: Crm, orders
     S_ua = ua.tolist()
     S_guest = guest_email.tolist()
     contexts: dict[int, dict] = {}
+    category_landing = (rng.random(n_ev) < 0.33).tolist()
 
-    for i, (s, slot, rank, t, mid, prod, q, per, o, r_, rc, rch) in enumerate(zip(
-            ev_session.tolist(), ev_slot.tolist(), ev_rank.tolist(), ts.tolist(), message_id.tolist(),
-            product.tolist(), qty.tolist(), ev_person.tolist(), ev_order.tolist(), rating.tolist(),
-            referral_code.tolist(), ref_channel.tolist(), strict=True)):
+    def serialise(idx: np.ndarray) -> list[bytes]:
+        lines: list[bytes] = []
+        for i, s, slot, rank, t, mid, prod, q, per, o, r_, rc, rch in zip(
+                idx.tolist(), ev_session[idx].tolist(), ev_slot[idx].tolist(), ev_rank[idx].tolist(),
+                ts[idx].tolist(), message_id[idx].tolist(), product[idx].tolist(), qty[idx].tolist(),
+                ev_person[idx].tolist(), ev_order[idx].tolist(), rating[idx].tolist(),
+                referral_code[idx].tolist(), ref_channel[idx].tolist(), strict=True):
+            lines.append(_message(i, s, slot, rank, t, mid, prod, q, per, o, r_, rc, rch))
+        return lines
+
+    def _message(i, s, slot, rank, t, mid, prod, q, per, o, r_, rc, rch) -> bytes:
         ctx = contexts.get(s)
         if ctx is None:
             if S_app[s]:
@@ -337,14 +346,13 @@ def make_web(world: World, rng: np.random.Generator, p: People, crm: Crm, orders
             else:
                 ctx = {"ip": ip[per], "locale": "en-GB", "userAgent": vocab.USER_AGENTS[S_ua[s]],
                        "library": _WEB_LIB}
-            contexts.clear()
             contexts[s] = ctx
         user = S_user[s]
         msg: dict = {"type": "track", "messageId": mid, "anonymousId": S_anon[s]}
         if slot == S_PAGE:
             k_ = S_kind[s]
             path, name = ("/", "Home")
-            if k_ == BROWSE and rank == 0 and i % 3 == 0:
+            if k_ == BROWSE and category_landing[i]:
                 path, name = (f"/c/{prod_cat[prod].lower().replace(' & ', '-').replace(' ', '-')}", "Category")
             elif k_ == SIGNUP:
                 path, name = ("/account/register", "Register")
@@ -363,8 +371,7 @@ def make_web(world: World, rng: np.random.Generator, p: People, crm: Crm, orders
                 msg["userId"] = user
             msg["timestamp"] = t
             msg["context"] = c
-            lines.append(dumps(msg))
-            continue
+            return dumps(msg)
         if slot in (S_IDENT_LOGIN, S_IDENT_SIGNUP):
             rec = S_rec[s] if slot == S_IDENT_SIGNUP else cid_to_rec.get(user, -1)
             traits = {}
@@ -378,8 +385,7 @@ def make_web(world: World, rng: np.random.Generator, p: People, crm: Crm, orders
             if slot == S_IDENT_SIGNUP and S_extra[s]:
                 msg = {"type": "alias", "messageId": mid, "anonymousId": S_anon[s], "previousId": S_anon[s],
                        "userId": user, "timestamp": t, "context": ctx}
-                lines.append(dumps(msg))
-                continue
+                return dumps(msg)
             msg["type"] = "identify"
             msg["userId"] = user
             msg["traits"] = traits
@@ -441,8 +447,10 @@ def make_web(world: World, rng: np.random.Generator, p: People, crm: Crm, orders
                 msg["properties"] = {"referral_code": rc, "channel": rch}
         msg["timestamp"] = t
         msg["context"] = ctx
-        lines.append(dumps(msg))
+        return dumps(msg)
 
+    # written in time order, in slices, so the JSON text of a chunk is never all in memory
     by_time = np.argsort(ev_time, kind="stable")
-    lines = [lines[i] for i in by_time.tolist()]
-    return WebResult(lines, message_id[by_time], ev_person[by_time], shared_person, {})
+    for start in range(0, n_ev, WRITE_SLICE):
+        sink(serialise(by_time[start:start + WRITE_SLICE]))
+    return WebResult(message_id[by_time], ev_person[by_time], shared_person)
