@@ -121,8 +121,8 @@ class EmailRegistry:
             for k, i in enumerate(bad):
                 local, _, domain = emails[i].partition("@")
                 emails[i] = f"{local.rstrip('0123456789')}{nums[k]}@{domain}"
-        h = pd.util.hash_array(emails)
-        self.seen = np.union1d(self.seen, h)
+        h = np.unique(pd.util.hash_array(emails))
+        self.seen = np.insert(self.seen, np.searchsorted(self.seen, h), h)  # stays sorted, O(n) per chunk
         return emails.astype(str)
 
 
