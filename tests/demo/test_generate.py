@@ -19,6 +19,7 @@ from panorama.demo.project import FILES
 
 CUSTOMERS = 1500
 CHUNK = 600  # several chunks, so chunk boundaries are exercised
+JUNK_PHONES = {"0000000000", "00000000000", "07000000000", "01234567890", "1234567890"}
 TS = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$")
 
 
@@ -186,6 +187,17 @@ def test_duplicate_crm_accounts(demo, truth, persons):
     # duplicates differ somewhere: email, first name (nickname) or phone
     differs = dups.groupby("person_id").agg(lambda s: s.nunique() > 1)
     assert differs.email.sum() > 5 and differs.first_name.sum() > 2
+    assert differs.last_name.sum() >= 1  # a new surname (marriage) or a typo
+
+
+def test_names_swapped_or_misspelt(demo, truth, persons):
+    crm = _with_person(_csv(demo, "data/crm_contacts.csv"), truth, "crm", "customer_id")
+    canon_first = crm.person_id.map(persons.first_name).str.lower()
+    canon_last = crm.person_id.map(persons.last_name).str.lower()
+    first, last = crm.first_name.str.strip().str.lower(), crm.last_name.str.strip().str.lower()
+    assert ((first == canon_last) & (last == canon_first)).sum() >= 3
+    same_letters = last.map(sorted) == canon_last.map(sorted)
+    assert ((last != canon_last) & same_letters).sum() >= 3  # transposed letters
 
 
 def test_email_variants_case_whitespace_gmail_and_typos(demo, truth):
@@ -224,8 +236,7 @@ def test_phone_formats_and_validity(demo, truth):
     }
     for style, pattern in styles.items():
         assert phones.str.contains(pattern, regex=True).sum() > 3, style
-    junk = {"0000000000", "00000000000", "07000000000", "01234567890", "1234567890"}
-    real = [x for x in phones if x not in junk]
+    real = [x for x in phones if x not in JUNK_PHONES]
     valid = sum(phonenumbers.is_valid_number(phonenumbers.parse(x, "GB")) for x in real)
     assert valid / len(real) > 0.97
 
@@ -236,7 +247,7 @@ def _e164(x: str) -> str:
         number = phonenumbers.parse(x, "GB")
     except phonenumbers.NumberParseException:
         return ""
-    if not phonenumbers.is_valid_number(number) or x in ("07000000000", "01234567890"):
+    if not phonenumbers.is_valid_number(number) or x in JUNK_PHONES:
         return ""
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 

@@ -63,9 +63,18 @@ def make_crm(world: World, rng: np.random.Generator, p: People) -> Crm:
     first = p.first[person].copy()
     nick, has_nick = messy.nickname_of(first, rng)
     first = np.where(dup & has_nick & (rng.random(m) < 0.45), nick, first)
+    last = p.last[person].copy()
+    # a later account after marriage: new surname, same person
+    married = dup & (p.gender[person] == 1) & (rng.random(m) < 0.12)
+    last = np.where(married, rng.choice(vocab.SURNAMES, m), last)
+    first = messy.name_typos(first, rng, np.where(dup, 0.04, 0.01))
+    last = messy.name_typos(last, rng, 0.015)
     first = messy.case_variants(first, rng, 0.03, 0.02)
-    last = messy.case_variants(p.last[person], rng, 0.03, 0.02)
+    last = messy.case_variants(last, rng, 0.03, 0.02)
     last = np.where(rng.random(m) < 0.02, np.strings.add(last, " "), last)
+    # first and last name entered the wrong way round
+    swap = rng.random(m) < 0.01
+    first, last = np.where(swap, last, first), np.where(swap, first, last)
 
     base_email = np.where((p.alt_email[person] != "") & ((dup & (rng.random(m) < 0.5)) | (rng.random(m) < 0.08)),
                           p.alt_email[person], p.email[person])
@@ -424,7 +433,14 @@ def make_orders(world: World, rng: np.random.Generator, p: People, crm: Crm, ind
     email = np.where(junk, rng.choice(vocab.JUNK_EMAILS, m), email)
     phone = np.where(junk & (rng.random(m) < 0.6), rng.choice(vocab.JUNK_PHONES, m), phone)
 
-    ship_name = messy.full_names(p.first[person], p.last[person], p.title[person], messy.name_styles(rng, m), rng)
+    # some orders are for (and addressed to) someone else in the household
+    other = np.where(p.household[np.minimum(person + 1, n - 1)] == p.household[person], np.minimum(person + 1, n - 1),
+                     np.maximum(person - 1, 0))
+    for_other = (p.household_size[person] >= 2) & (p.household[other] == p.household[person]) & \
+        (rng.random(m) < 0.06)
+    recipient = np.where(for_other, other, person)
+    ship_name = messy.full_names(p.first[recipient], messy.name_typos(p.last[recipient], rng, 0.01),
+                                 p.title[recipient], messy.name_styles(rng, m), rng)
     ship_name = np.where(web_app, ship_name, "")
     ship_pc = np.where(web_app, messy.postcode_variants(p.postcode[person], rng, 0.2), "")
 

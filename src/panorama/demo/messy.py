@@ -198,6 +198,19 @@ def postcode_variants(postcodes: np.ndarray, rng: np.random.Generator, p_variant
     return np.where(pc == "", "", out)
 
 
+def name_typos(names: np.ndarray, rng: np.random.Generator, p) -> np.ndarray:
+    """Swap two adjacent letters in a share `p` (scalar or per row) of the names: Jonh, Smtih."""
+    out = np.asarray(names).astype(object)
+    rows = np.flatnonzero((rng.random(len(out)) < p) & (np.strings.str_len(np.asarray(names).astype(str)) >= 4))
+    pos = rng.integers(1, 1 << 20, len(rows))
+    for k, i in enumerate(rows.tolist()):
+        name = out[i]
+        j = 1 + int(pos[k]) % (len(name) - 2)
+        if name[j].isalpha() and name[j + 1].isalpha() and name[j] != name[j + 1]:
+            out[i] = name[:j] + name[j + 1] + name[j] + name[j + 2:]
+    return out.astype(str)
+
+
 def case_variants(text: np.ndarray, rng: np.random.Generator, p_upper: float, p_lower: float) -> np.ndarray:
     t = np.asarray(text).astype(str)
     r = rng.random(len(t))
