@@ -46,7 +46,7 @@ PERSON_COLUMNS = [
     "email_response", "sms_response", "push_response", "discount_sensitivity", "satisfaction",
     "pain_topic", "delight_topic", "has_account", "crm_records", "newsletter_only", "has_web", "has_app",
     "loyalty_member", "b2b_contact", "twin_of", "namesake_of", "shared_device", "orders", "revenue",
-    "last_order_at",
+    "last_order_at", "mean_lifetime_years", "p_active_next_365d", "expected_orders_next_365d",
 ]
 
 
@@ -126,6 +126,11 @@ def _persons_table(world: World, p: People, crm, orders, web_shared: np.ndarray,
         "namesake_of": np.where(p.namesake_of >= 0, ids[np.maximum(p.namesake_of, 0)], ""),
         "shared_device": _flag(web_shared), "orders": n_orders.astype(str), "revenue": money(revenue),
         "last_order_at": np.where(last >= 0, ts_text(np.maximum(last, 0)), ""),
+        # the future after the data ends, from the same model: churn is memoryless
+        "mean_lifetime_years": _num(p.mean_life, 3),
+        "p_active_next_365d": _num(np.where(p.churn >= 0, 0.0, np.exp(-1.0 / p.mean_life))),
+        "expected_orders_next_365d": _num(np.where(
+            p.churn >= 0, 0.0, p.purchase_rate * p.mean_life * (1 - np.exp(-1.0 / p.mean_life))), 3),
     }
 
 
@@ -143,6 +148,8 @@ def generate(out_dir: Path | str, customers: int, seed: int, progress: Progress 
     truth_ids = CsvOut(out / "truth/identities.csv", ["source", "record_id", "person_id"])
     truth_persons = CsvOut(out / "truth/persons.csv", PERSON_COLUMNS)
     truth_nps = CsvOut(out / "truth/nps_comments.csv", ["response_id", "person_id", "sentiment", "topics"])
+    cat_names = [c.lower().replace(" & ", "_").replace(" ", "_") for c in world.catalog.category_names.tolist()]
+    truth_prefs = CsvOut(out / "truth/category_preferences.csv", ["person_id", *cat_names])
     registry = EmailRegistry()
     n_camp = len(world.campaigns)
     camp_tot = {k: np.zeros(n_camp) for k in ("targeted", "holdout", "expected_incremental", "converted")}
@@ -207,6 +214,8 @@ def generate(out_dir: Path | str, customers: int, seed: int, progress: Progress 
             writers["data/b2b_contacts.csv"].write(b2b.table.columns)
             truth("data/b2b_contacts.csv", b2b.table.columns["contact_id"], b2b.table.person, p)
             truth_persons.write(_persons_table(world, p, crm, orders, web.anon_shared, b2b.table.person))
+            truth_prefs.write({"person_id": p.person_id,
+                               **{name: _num(p.cat_pref[:, i]) for i, name in enumerate(cat_names)}})
 
             for k, v in (("targeted", camp_truth.targeted), ("holdout", camp_truth.holdout),
                          ("expected_incremental", camp_truth.expected_incremental),
@@ -222,7 +231,7 @@ def generate(out_dir: Path | str, customers: int, seed: int, progress: Progress 
             if progress:
                 progress("people", first + n, customers)
     finally:
-        for w in (*writers.values(), web_out, truth_ids, truth_persons, truth_nps):
+        for w in (*writers.values(), web_out, truth_ids, truth_persons, truth_nps, truth_prefs):
             w.close()
 
     if progress:

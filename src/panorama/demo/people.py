@@ -45,6 +45,7 @@ class People:
     signup: np.ndarray  # epoch seconds (may precede the window)
     active_start: np.ndarray
     churn: np.ndarray  # epoch seconds or -1
+    mean_life: np.ndarray  # mean time to churn (years); churn is memoryless
     active_end: np.ndarray  # min(churn, end)
     is_customer: np.ndarray
     purchase_rate: np.ndarray  # organic orders per year while active
@@ -312,7 +313,7 @@ def make_people(world: World, rng: np.random.Generator, n: int, offset: int, chu
         mobile=mobile, landline=landline_h[household], landline_area_len=area_len_h[household],
         house=house_h[household], house_short=house_short_h[household], city=city_name_h[household],
         postcode=postcode_h[household], ip=ip_h[household],
-        signup=signup, active_start=active_start, churn=churn, active_end=active_end,
+        signup=signup, active_start=active_start, churn=churn, mean_life=mean_life / YEAR, active_end=active_end,
         is_customer=is_customer, purchase_rate=purchase_rate, basket_size=basket_size,
         spend_tier=spend_tier, cat_pref=cat_pref, channel_mix=channel_mix,
         email_resp=email_resp, sms_resp=sms_resp, push_resp=push_resp, discount_sens=discount_sens,
