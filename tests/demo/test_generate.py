@@ -425,3 +425,12 @@ def test_experiment_mechanism_has_the_true_effect_at_scale():
         se = (t.mean() / c.mean()) * np.sqrt(t.var() / len(t) / t.mean() ** 2 + c.var() / len(c) / c.mean() ** 2)
         assert se < 0.05
         assert abs(lift - experiment.relative_lift) < 3 * se, (experiment.experiment_id, lift, se)
+
+
+@pytest.mark.parametrize("customers", [1, 7])
+def test_tiny_data_sets_work(tmp_path, customers):
+    summary = generate(tmp_path, customers=customers, seed=5)
+    assert summary["persons"] == customers
+    truth = _csv(tmp_path, "truth/identities.csv")
+    assert len(truth) == summary["rows"]
+    load_project(tmp_path)

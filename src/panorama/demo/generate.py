@@ -31,7 +31,7 @@ from panorama.demo.output import CsvOut, LinesOut
 from panorama.demo.people import EmailRegistry, People, make_people, preferred_channel
 from panorama.demo.project import FILES, SOURCES, write_config
 from panorama.demo.service import make_b2b, make_loyalty, make_nps, make_tickets
-from panorama.demo.util import date_text, money, ts_text, uuids
+from panorama.demo.util import date_text, money, sreplace, ts_text, uuids
 from panorama.demo.web import device_ids, kiosk_ids, make_web
 from panorama.demo.world import World, build_world
 
@@ -73,7 +73,7 @@ def _campaign_table(world: World, rng: np.random.Generator, p: People, crm, esp:
         if len(crm.customer_id) else np.full(p.n, "")
     is_email, is_sms, is_push = channel == "email", channel == "sms", channel == "push"
     prefix = np.where(is_email, "em_", np.where(is_sms, "sms_", "push_"))
-    mid = np.strings.add(prefix, np.strings.slice(np.strings.replace(uuids(rng, m), "-", ""), 0, 24))
+    mid = np.strings.add(prefix, np.strings.slice(sreplace(uuids(rng, m), "-", ""), 0, 24))
     order_id = np.where(ind >= 0, orders.order_id[orders.induced_pos[np.maximum(ind, 0)]] if m and len(orders.order_id)
                         else "", "")
     return {

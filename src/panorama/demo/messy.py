@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from panorama.demo import vocab
+from panorama.demo.util import sreplace
 
 # email variant codes
 E_SAME, E_CASE, E_SPACE, E_DOTS, E_PLUS, E_TYPO_LOCAL, E_TYPO_DOMAIN, E_GOOGLEMAIL, E_UPPER = range(9)
@@ -193,8 +194,8 @@ def postcode_variants(postcodes: np.ndarray, rng: np.random.Generator, p_variant
     code = np.where(rng.random(len(pc)) < p_variant, rng.integers(1, 4, len(pc)), 0)
     out = pc.copy()
     out = np.where(code == 1, np.strings.lower(pc), out)
-    out = np.where(code == 2, np.strings.replace(pc, " ", ""), out)
-    out = np.where(code == 3, np.strings.add(np.strings.lower(np.strings.replace(pc, " ", "")), ""), out)
+    out = np.where(code == 2, sreplace(pc, " ", ""), out)
+    out = np.where(code == 3, np.strings.add(np.strings.lower(sreplace(pc, " ", "")), ""), out)
     return np.where(pc == "", "", out)
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from panorama.demo import vocab
-from panorama.demo.util import DAY, YEAR, cat, pick, zipf_weights, zpad
+from panorama.demo.util import DAY, YEAR, cat, pick, sreplace, zipf_weights, zpad
 from panorama.demo.world import World
 
 CHANNEL_NAMES = np.array(["email", "sms", "push"])
@@ -83,7 +83,7 @@ def _names(rng, gender: np.ndarray) -> np.ndarray:
 
 def _email_local(rng, first: np.ndarray, last: np.ndarray, birth_year: np.ndarray) -> np.ndarray:
     f = np.strings.lower(first)
-    la = np.strings.replace(np.strings.replace(np.strings.lower(last), "'", ""), " ", "")
+    la = sreplace(sreplace(np.strings.lower(last), "'", ""), " ", "")
     yy = zpad(birth_year % 100, 2)
     num = rng.integers(1, 999, len(f)).astype(str)
     init = np.strings.slice(f, 0, 1)

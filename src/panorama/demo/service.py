@@ -9,7 +9,7 @@ import numpy as np
 from panorama.demo import messy, vocab
 from panorama.demo.commerce import Orders, loyalty_ids
 from panorama.demo.people import People
-from panorama.demo.util import DAY, YEAR, cat, zpad
+from panorama.demo.util import DAY, YEAR, cat, sreplace, zpad
 from panorama.demo.world import World
 
 
@@ -216,7 +216,7 @@ def make_b2b(world: World, rng: np.random.Generator, p: People, chunk_index: int
     suffix = np.array(vocab.COMPANY_SUFFIXES)[rng.integers(0, len(vocab.COMPANY_SUFFIXES), n_acc)]
     company = np.strings.strip(cat(w1, " ", kinds, " ", suffix))
     gacc = chunk_index * chunk_size + np.arange(n_acc)
-    slug = np.strings.lower(np.strings.replace(np.strings.replace(cat(w1, kinds), " ", ""), "'", ""))
+    slug = np.strings.lower(sreplace(sreplace(cat(w1, kinds), " ", ""), "'", ""))
     domain = cat(slug, zpad(gacc % 1000, 3), np.where(rng.random(n_acc) < 0.6, ".co.uk", ".com"))
     account_id = cat("ACC-", zpad(gacc, 6))
     shared_box = (sizes <= 4) & (sizes >= 2) & (rng.random(n_acc) < 0.35)
@@ -225,7 +225,7 @@ def make_b2b(world: World, rng: np.random.Generator, p: People, chunk_index: int
     sb_num = cat("20", zpad(3_000_0000 + (gacc * 7_919 + world.seed) % 10_000_000, 8))
 
     f = np.strings.lower(p.first[person])
-    la = np.strings.lower(np.strings.replace(np.strings.replace(p.last[person], "'", ""), " ", ""))
+    la = np.strings.lower(sreplace(sreplace(p.last[person], "'", ""), " ", ""))
     pattern = rng.integers(0, 3, n_acc)[acc_of]
     local = np.where(pattern == 0, cat(f, ".", la), np.where(pattern == 1, cat(np.strings.slice(f, 0, 1), la), f))
     work = cat(local, "@", domain[acc_of])

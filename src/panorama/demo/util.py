@@ -11,10 +11,18 @@ _HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
 _UUID_POS = np.r_[0:8, 9:13, 14:18, 19:23, 24:36]
 
 
+def sreplace(values, old: str, new: str) -> np.ndarray:
+    """np.strings.replace that also accepts an empty array (numpy fails on those)."""
+    values = np.asarray(values)
+    if values.size == 0:
+        return values.astype(str)
+    return np.strings.replace(values, old, new)
+
+
 def ts_text(seconds: np.ndarray) -> np.ndarray:
     """Epoch seconds -> 'YYYY-MM-DD HH:MM:SS' (UTC)."""
     text = np.datetime_as_string(np.asarray(seconds, dtype="int64").astype("datetime64[s]"), unit="s")
-    return np.strings.replace(text, "T", " ")
+    return sreplace(text, "T", " ")
 
 
 def iso_z(seconds: np.ndarray, millis: np.ndarray) -> np.ndarray:
