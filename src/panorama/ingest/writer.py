@@ -24,7 +24,9 @@ from collections.abc import Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
+import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from panorama.ingest import hooks
 from panorama.ingest.log import DeadLetter, append_dead_letters, events_table, utcnow
@@ -34,9 +36,14 @@ from panorama.store import Store
 log = logging.getLogger("panorama.writer")
 
 _COLUMNS = ", ".join(f'"{c}"' for c in EVENT_COLUMNS)
-_INSERT = (
-    f"INSERT OR IGNORE INTO events ({_COLUMNS}) SELECT {_COLUMNS} FROM _group_events RETURNING *"
+# The fast path: every row is new (the usual case); a duplicate raises ConstraintException.
+_INSERT = f"INSERT INTO events ({_COLUMNS}) SELECT {_COLUMNS} FROM _group_events"
+# The fallback when a group holds a message_id already in the log (an SDK retry).
+_INSERT_NEW = (
+    f"INSERT OR IGNORE INTO events ({_COLUMNS}) SELECT {_COLUMNS} FROM _group_events "
+    "RETURNING message_id"
 )
+Rows = Sequence[dict] | pa.Table
 
 
 class WriterClosed(RuntimeError):
@@ -66,9 +73,13 @@ class WriterStats:
     max_group_rows: int = 0
 
 
+def _count_rows(rows: Rows) -> int:
+    return rows.num_rows if isinstance(rows, pa.Table) else len(rows)
+
+
 @dataclass
 class _Job:
-    rows: Sequence[dict]
+    rows: Rows  # event-log rows: dicts, or a table with `EVENT_SCHEMA` (built by the caller)
     dead: Sequence[DeadLetter]
     future: asyncio.Future | Future
     loop: asyncio.AbstractEventLoop | None = None
@@ -132,7 +143,7 @@ class GroupCommitWriter:
         cur.execute("BEGIN TRANSACTION")
         try:
             cur.register("_group_events", table)
-            cur.execute(_INSERT).to_arrow_table()
+            cur.execute(_INSERT).fetchall()
             cur.unregister("_group_events")
         finally:
             cur.execute("ROLLBACK")
@@ -152,13 +163,13 @@ class GroupCommitWriter:
 
     # -- submitting --------------------------------------------------------------------------
 
-    def submit(self, rows: Sequence[dict], dead: Sequence[DeadLetter] = ()) -> Future:
+    def submit(self, rows: Rows, dead: Sequence[DeadLetter] = ()) -> Future:
         """From any thread: a future resolved with a `CommitResult` once committed."""
         future: Future = Future()
         self._put(_Job(rows, dead, future))
         return future
 
-    def write(self, rows: Sequence[dict], dead: Sequence[DeadLetter] = ()) -> asyncio.Future:
+    def write(self, rows: Rows, dead: Sequence[DeadLetter] = ()) -> asyncio.Future:
         """From the event loop: an awaitable resolved with a `CommitResult` once committed."""
         loop = asyncio.get_running_loop()
         future = loop.create_future()
@@ -178,7 +189,7 @@ class GroupCommitWriter:
         if first is _STOP:
             return [], True
         jobs = [first]
-        count = len(first.rows) + len(first.dead)
+        count = _count_rows(first.rows) + len(first.dead)
         deadline = time.monotonic() + self.linger if self.linger else 0.0
         while count < self.max_rows:
             try:
@@ -195,7 +206,7 @@ class GroupCommitWriter:
                 self._queue.put(_STOP)  # handle after this group
                 break
             jobs.append(job)
-            count += len(job.rows) + len(job.dead)
+            count += _count_rows(job.rows) + len(job.dead)
         return jobs, False
 
     def _run(self) -> None:
@@ -240,7 +251,7 @@ class GroupCommitWriter:
                 self._commit_group(cur, [job])
             return
         elapsed = time.perf_counter() - started
-        rows = sum(len(j.rows) for j in jobs)
+        rows = sum(_count_rows(j.rows) for j in jobs)
         dead = sum(len(j.dead) for j in jobs)
         s = self.stats
         s.commits += 1
@@ -251,7 +262,7 @@ class GroupCommitWriter:
         s.max_commit_seconds = max(s.max_commit_seconds, elapsed)
         s.max_group_rows = max(s.max_group_rows, rows + dead)
         self._resolve(
-            [(j, CommitResult(len(j.rows), len(j.dead), rows, new.num_rows)) for j in jobs]
+            [(j, CommitResult(_count_rows(j.rows), len(j.dead), rows, new.num_rows)) for j in jobs]
         )
         self._count(jobs, new)
         try:
@@ -269,17 +280,35 @@ class GroupCommitWriter:
                 )
 
     def _append(self, cur, jobs: list[_Job]) -> pa.Table:
-        rows = [row for job in jobs for row in job.rows]
+        """Append the group in one transaction; returns the rows that were new to the log."""
+        table = _group_table(jobs)
         letters = [d for job in jobs for d in job.dead]
-        table = events_table(rows) if rows else None
+        unique = (
+            table is None or pc.count_distinct(table.column("message_id")).as_py() == table.num_rows
+        )
+        if unique:
+            try:
+                self._transaction(cur, table, letters, _INSERT)
+                return table if table is not None else _EMPTY
+            except duckdb.ConstraintException:
+                pass  # some message_id is already in the log: keep only the new rows
+        table = _first_occurrences(table)
+        returned = self._transaction(cur, table, letters, _INSERT_NEW)
+        new_ids = (
+            returned.column("message_id") if returned is not None else pa.array([], pa.string())
+        )
+        return table.filter(pc.is_in(table.column("message_id"), value_set=new_ids))
+
+    @staticmethod
+    def _transaction(cur, table: pa.Table | None, letters: list[DeadLetter], insert: str):
         cur.execute("BEGIN TRANSACTION")
         try:
-            new = _EMPTY
+            returned = None
             if table is not None:
                 cur.register("_group_events", table)
                 try:
-                    result = cur.execute(_INSERT)
-                    new = result.to_arrow_table()
+                    result = cur.execute(insert)
+                    returned = result.to_arrow_table() if insert is _INSERT_NEW else None
                 finally:
                     cur.unregister("_group_events")
             if letters:
@@ -288,7 +317,7 @@ class GroupCommitWriter:
         except BaseException:
             cur.execute("ROLLBACK")
             raise
-        return new
+        return returned
 
     def _resolve(self, outcomes: list[tuple[_Job, object]]) -> None:
         by_loop: dict[asyncio.AbstractEventLoop, list] = {}
@@ -308,8 +337,12 @@ class GroupCommitWriter:
 
     def _count(self, jobs: list[_Job], new: pa.Table) -> None:
         for job in jobs:
-            for row in job.rows[:1]:  # a submission's rows share one source (one write key)
-                self._run_for(row["source"]).read += len(job.rows)
+            if isinstance(job.rows, pa.Table):
+                for item in job.rows.column("source").value_counts().to_pylist():
+                    self._run_for(item["values"]).read += item["counts"]
+            else:
+                for row in job.rows:
+                    self._run_for(row["source"]).read += 1
             for letter in job.dead:
                 run = self._run_for(letter.source or "(unknown)")
                 run.read += 1
@@ -355,6 +388,30 @@ class GroupCommitWriter:
 
 
 _EMPTY = pa.table({})
+
+
+def _group_table(jobs: list[_Job]) -> pa.Table | None:
+    """One table of the group's rows: callers' tables as they are, dict rows converted once."""
+    tables = [j.rows for j in jobs if isinstance(j.rows, pa.Table) and j.rows.num_rows]
+    dicts = [row for j in jobs if not isinstance(j.rows, pa.Table) for row in j.rows]
+    if dicts:
+        tables.append(events_table(dicts))
+    if not tables:
+        return None
+    return tables[0] if len(tables) == 1 else pa.concat_tables(tables)
+
+
+def _first_occurrences(table: pa.Table | None) -> pa.Table | None:
+    """The table without repeated message_ids (the first of each is kept)."""
+    if table is None:
+        return None
+    seen: set[str] = set()
+    keep = []
+    for i, message_id in enumerate(table.column("message_id").to_pylist()):
+        if message_id not in seen:
+            seen.add(message_id)
+            keep.append(i)
+    return table if len(keep) == table.num_rows else table.take(keep)
 
 
 def _settle(items: list) -> None:

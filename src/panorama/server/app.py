@@ -12,6 +12,8 @@ the app returned here.
 from __future__ import annotations
 
 import logging
+import os
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -44,6 +46,10 @@ class WriterSettings:
     # DuckDB checkpoints the WAL into the database file when it passes this size, inside a
     # commit; bigger means rarer (but longer) pauses. None keeps DuckDB's default (16 MiB).
     checkpoint_threshold: str | None = "256MB"
+    # Python's GIL switch interval for the server process. The writer thread needs the GIL
+    # briefly many times per commit (DuckDB calls back into Python to scan Arrow data); with
+    # the default 5 ms each hand-over can wait a full interval behind the busy event loop.
+    switch_interval: float = float(os.environ.get("PANORAMA_SWITCH_INTERVAL", "0.0005"))
 
 
 @dataclass
@@ -62,6 +68,7 @@ def create_app(project: Project | Path | str, *, writer: WriterSettings | None =
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        sys.setswitchinterval(settings.switch_interval)
         store = open_store(proj.store_path)
         if settings.checkpoint_threshold:
             store.execute(f"SET checkpoint_threshold = '{settings.checkpoint_threshold}'")

@@ -24,7 +24,7 @@ from datetime import datetime
 import orjson
 
 from panorama.ingest.keys import KeyRing, WriteKey
-from panorama.ingest.log import DeadLetter, utcnow
+from panorama.ingest.log import DeadLetter, events_table, utcnow
 from panorama.ingest.segment import MAX_MESSAGE_BYTES, MessageError, normalize_message, parse_time
 from panorama.ingest.writer import GroupCommitWriter, WriterClosed
 
@@ -53,6 +53,8 @@ ROUTES: dict[str, str] = {
 }
 
 OK_BODY = b'{"success":true}'
+# Requests with at least this many events hand the writer an Arrow table instead of dicts.
+TABLE_MIN_ROWS = 8
 _GZIP_MAGIC = b"\x1f\x8b"
 
 
@@ -214,8 +216,15 @@ class Ingestor:
             else:
                 outcome = self._single(payload, kind, path, key.source, received_at)
             if outcome.rows or outcome.dead:
+                # Build the Arrow table here, not in the writer thread (the serial part): the
+                # writer only concatenates. Single events go as dicts, converted once per group.
+                rows = (
+                    events_table(outcome.rows)
+                    if len(outcome.rows) >= TABLE_MIN_ROWS
+                    else outcome.rows
+                )
                 try:
-                    await self.writer.write(outcome.rows, outcome.dead)
+                    await self.writer.write(rows, outcome.dead)
                 except WriterClosed as exc:
                     raise ApiError(503, "unavailable", str(exc)) from None
                 except Exception as exc:

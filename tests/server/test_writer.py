@@ -1,0 +1,158 @@
+"""The group-commit writer: grouping, dedupe, hooks after commit, isolation of a bad submission."""
+
+from __future__ import annotations
+
+import threading
+
+import pyarrow as pa
+import pytest
+
+from panorama.ingest import hooks
+from panorama.ingest.log import DeadLetter, events_table, utcnow
+from panorama.ingest.segment import normalize_message
+from panorama.ingest.writer import GroupCommitWriter, WriterClosed
+from panorama.store import open_store
+
+
+def _row(message_id: str, source: str = "web", **extra) -> dict:
+    message = {"type": "track", "event": "E", "userId": "u", "messageId": message_id, **extra}
+    return normalize_message(message, source=source, received_at=utcnow())
+
+
+@pytest.fixture
+def store(tmp_path):
+    with open_store(tmp_path / "store.duckdb") as s:
+        yield s
+
+
+@pytest.fixture
+def seen_hooks(monkeypatch):
+    """Replace the registered hooks with a recorder (restored after the test)."""
+    monkeypatch.setattr(hooks, "_hooks", [])
+    batches: list[pa.Table] = []
+    hooks.register(100, "test-recorder", lambda store, table: batches.append(table))
+    return batches
+
+
+def _ids(store) -> list[str]:
+    return [
+        r[0] for r in store.execute("SELECT message_id FROM events ORDER BY message_id").fetchall()
+    ]
+
+
+def test_concurrent_submissions_share_one_commit(store, seen_hooks, monkeypatch):
+    gate = threading.Event()
+    entered = threading.Event()
+
+    def blocking(store_, table):
+        entered.set()
+        gate.wait(10)
+
+    hooks.register(50, "test-gate", blocking)
+    writer = GroupCommitWriter(store).start()
+    try:
+        first = writer.submit([_row("first")])
+        assert entered.wait(10)  # the writer is in the first group's hooks: the rest queue up
+        futures = [writer.submit([_row(f"m{i}")]) for i in range(10)]
+        table_rows = events_table([_row(f"t{i}") for i in range(20)])
+        futures.append(writer.submit(table_rows))
+        gate.set()
+        results = [f.result(10) for f in futures]
+        assert first.result(10).group_rows == 1
+    finally:
+        writer.stop()
+    assert {r.group_rows for r in results} == {30}  # one group of 10 dict rows + a 20-row table
+    assert writer.stats.commits == 2
+    assert len(_ids(store)) == 31
+    assert [t.num_rows for t in seen_hooks] == [1, 30]
+
+
+def test_duplicates_within_group_and_against_log(store, seen_hooks):
+    writer = GroupCommitWriter(store).start()
+    try:
+        writer.submit([_row("a"), _row("b")]).result(10)
+        # a table with a repeat inside, a dict row repeating the log, and new rows
+        table = events_table([_row("c"), _row("c"), _row("d")] + [_row(f"x{i}") for i in range(6)])
+        result = writer.submit(table).result(10)
+        again = writer.submit([_row("a"), _row("e"), _row("e")]).result(10)
+    finally:
+        writer.stop()
+    assert result.group_new == 8
+    assert again.group_new == 1
+    assert _ids(store) == ["a", "b", "c", "d", "e", *[f"x{i}" for i in range(6)]]
+    hooked = [sorted(t.column("message_id").to_pylist()) for t in seen_hooks]
+    assert hooked == [["a", "b"], sorted(["c", "d", *[f"x{i}" for i in range(6)]]), ["e"]]
+
+
+def test_failing_hook_loses_nothing(store, monkeypatch):
+    monkeypatch.setattr(hooks, "_hooks", [])
+
+    def broken(store_, table):
+        raise RuntimeError("identity is down")
+
+    hooks.register(100, "test-broken", broken)
+    writer = GroupCommitWriter(store).start()
+    try:
+        result = writer.submit([_row("m1"), _row("m2")]).result(10)
+        writer.submit([_row("m3")]).result(10)
+    finally:
+        writer.stop()
+    assert result.group_new == 2
+    assert _ids(store) == ["m1", "m2", "m3"]
+    assert writer.stats.hook_errors == 2
+
+
+def test_a_bad_submission_does_not_fail_its_group(store, seen_hooks):
+    gate = threading.Event()
+    hooks.register(50, "test-gate", lambda s, t: gate.wait(10))
+    writer = GroupCommitWriter(store).start()
+    try:
+        writer.submit([_row("first")])
+        bad = dict(_row("bad"), timestamp=None)  # violates NOT NULL
+        futures = [
+            writer.submit([_row("good1")]),
+            writer.submit([bad]),
+            writer.submit([_row("good2")]),
+        ]
+        gate.set()
+        assert futures[0].result(10).submitted == 1
+        with pytest.raises(Exception, match="NOT NULL"):
+            futures[1].result(10)
+        assert futures[2].result(10).submitted == 1
+    finally:
+        writer.stop()
+    assert _ids(store) == ["first", "good1", "good2"]
+
+
+def test_dead_letters_and_run_counters(store, seen_hooks):
+    writer = GroupCommitWriter(store).start()
+    try:
+        writer.submit(
+            [_row("m1"), _row("m2")], [DeadLetter("web", "bad", raw="{}", field="userId")]
+        ).result(10)
+        writer.submit([_row("m1"), _row("i1", source="ios")]).result(10)
+    finally:
+        writer.stop()
+    assert store.execute("SELECT source, field, reason FROM dead_letters").fetchall() == [
+        ("web", "userId", "bad")
+    ]
+    runs = store.execute(
+        "SELECT source, file, rows_read, rows_loaded, rows_duplicate, rows_rejected FROM ingest_runs ORDER BY source"
+    ).fetchall()
+    assert runs == [("ios", "http", 1, 1, 0, 0), ("web", "http", 4, 2, 1, 1)]
+
+
+def test_stop_commits_what_is_queued_then_refuses(store, seen_hooks):
+    gate = threading.Event()
+    hooks.register(50, "test-gate", lambda s, t: gate.wait(10))
+    writer = GroupCommitWriter(store).start()
+    writer.submit([_row("first")])
+    queued = [writer.submit([_row(f"q{i}")]) for i in range(5)]
+    stopper = threading.Thread(target=writer.stop)
+    stopper.start()
+    gate.set()
+    stopper.join(10)
+    assert all(f.result(1).submitted == 1 for f in queued)
+    assert len(_ids(store)) == 6
+    with pytest.raises(WriterClosed):
+        writer.submit([_row("late")])
