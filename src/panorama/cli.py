@@ -33,6 +33,11 @@ deadletters_app = typer.Typer(help="Inspect and replay rejected input.", no_args
 app.add_typer(demo_app, name="demo")
 app.add_typer(export_app, name="export")
 app.add_typer(deadletters_app, name="deadletters")
+# Shared by modules that measure accuracy (`evaluate identity`, `evaluate predictions`, ...):
+# each module's `register(app)` adds its command to this group.
+evaluate_app = typer.Typer(help="Measure accuracy: against a truth file or on held-out time windows.",
+                           no_args_is_help=True)
+app.add_typer(evaluate_app, name="evaluate")
 
 console = Console()
 err = Console(stderr=True, soft_wrap=True)

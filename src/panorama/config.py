@@ -104,12 +104,48 @@ class ServerConfig(_Strict):
     port: Annotated[int, Field(ge=1, le=65535)] = 8000
 
 
+class ChurnPredictionConfig(_Strict):
+    """Churn: P(no purchase in the next `horizon_days`) for every customer."""
+
+    horizon_days: Annotated[int, Field(ge=7, le=1095)] = 90
+
+
+class ClvPredictionConfig(_Strict):
+    """Customer lifetime value: expected revenue in the next `horizon_days`."""
+
+    horizon_days: Annotated[int, Field(ge=7, le=1095)] = 365
+
+
+class PredictionsConfig(_Strict):
+    """Predictions (docs/predictions.md)."""
+
+    # events that are purchases (deduplicated per profile by order_id); revenue is taken from
+    # the promoted `revenue` column, else `value`, else price x quantity
+    purchase_events: list[str] = Field(default_factory=lambda: ["Order Completed"])
+    # events that are purchased line items (category breadth)
+    item_events: list[str] = Field(default_factory=lambda: ["Product Purchased", "Order Completed"])
+    churn: ChurnPredictionConfig = Field(default_factory=ChurnPredictionConfig)
+    clv: ClvPredictionConfig = Field(default_factory=ClvPredictionConfig)
+    # stacked past training windows (labels of each end before the as-of date)
+    training_windows: Annotated[int, Field(ge=1, le=24)] = 4
+    # days between the cutoffs of consecutive training windows (default: min(horizon, 90))
+    window_step_days: Annotated[int, Field(ge=1, le=1095)] | None = None
+    # data sufficiency: minimum history before a training cutoff, minimum rows and classes
+    min_history_days: Annotated[int, Field(ge=0)] = 90
+    min_training_profiles: Annotated[int, Field(ge=1)] = 200
+    min_class_count: Annotated[int, Field(ge=1)] = 30
+    # cap on stacked training rows (uniform sample of profiles beyond it)
+    max_training_rows: Annotated[int, Field(ge=1000)] = 2_000_000
+    threads: Annotated[int, Field(ge=1, le=256)] = 2
+
+
 class ProjectConfig(_Strict):
     name: str
     store: str = "panorama.duckdb"
     identity: IdentityConfig = Field(default_factory=IdentityConfig)
     server: ServerConfig = Field(default_factory=ServerConfig)
     sources: dict[str, SourceConfig] = Field(default_factory=dict)
+    predictions: PredictionsConfig = Field(default_factory=PredictionsConfig)
 
     @field_validator("sources")
     @classmethod
