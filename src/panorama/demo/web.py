@@ -334,7 +334,13 @@ def make_web(world: World, rng: np.random.Generator, p: People, crm: Crm, orders
             lines.append(_message(i, s, slot, rank, t, mid, prod, q, per, o, r_, rc, rch))
         return lines
 
-    def _message(i, s, slot, rank, t, mid, prod, q, per, o, r_, rc, rch) -> bytes:
+    # the most frequent messages (product views and cart adds) are assembled from pre-encoded
+    # JSON fragments; ids and timestamps never need escaping
+    view_props = [dumps({"product_id": prod_id[k], "name": prod_name[k], "category": prod_cat[k],
+                         "price": prod_price[k], "currency": "GBP"}).decode() for k in range(len(prod_id))]
+    ctx_text: dict[int, str] = {}
+
+    def _context(s: int, per: int) -> dict:
         ctx = contexts.get(s)
         if ctx is None:
             if S_app[s]:
@@ -347,6 +353,23 @@ def make_web(world: World, rng: np.random.Generator, p: People, crm: Crm, orders
                 ctx = {"ip": ip[per], "locale": "en-GB", "userAgent": vocab.USER_AGENTS[S_ua[s]],
                        "library": _WEB_LIB}
             contexts[s] = ctx
+        return ctx
+
+    def _message(i, s, slot, rank, t, mid, prod, q, per, o, r_, rc, rch) -> bytes:
+        if slot == S_VIEW or (slot == S_ADD and q == 1):
+            ct = ctx_text.get(s)
+            if ct is None:
+                ct = ctx_text[s] = dumps(_context(s, per)).decode()
+            user = S_user[s]
+            uid = f',"userId":"{user}"' if user else ""
+            if slot == S_VIEW:
+                return (f'{{"type":"track","messageId":"{mid}","anonymousId":"{S_anon[s]}"{uid},'
+                        f'"event":"Product Viewed","properties":{view_props[prod]},"timestamp":"{t}",'
+                        f'"context":{ct}}}').encode()
+            return (f'{{"type":"track","messageId":"{mid}","anonymousId":"{S_anon[s]}"{uid},'
+                    f'"event":"Product Added","properties":{view_props[prod][:-1]},"quantity":1}},'
+                    f'"timestamp":"{t}","context":{ct}}}').encode()
+        ctx = _context(s, per)
         user = S_user[s]
         msg: dict = {"type": "track", "messageId": mid, "anonymousId": S_anon[s]}
         if slot == S_PAGE:
