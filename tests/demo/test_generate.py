@@ -12,6 +12,7 @@ import orjson
 import pandas as pd
 import phonenumbers
 import pytest
+import yaml
 
 from panorama.config import load_project
 from panorama.demo.generate import generate
@@ -98,9 +99,12 @@ def test_summary_counts_match_files(demo):
 
 
 def test_config_validates_and_every_mapped_column_exists(demo):
+    from panorama.demo.project import SOURCES
+
     project = load_project(demo)
     cfg = project.config
     assert cfg.identity.default_region == "GB"
+    assert yaml.safe_load((demo / "panorama.yaml").read_text())["sources"] == SOURCES
     assert set(cfg.sources) == {"crm", "shop", "order_items", "campaigns", "web", "support", "nps", "loyalty", "b2b"}
     for name, source in cfg.sources.items():
         path = project.source_path(source)

@@ -123,14 +123,43 @@ HEADER = """\
 """
 
 
+DESCRIPTIONS = {
+    "crm": "customer accounts (some people have two or three)",
+    "shop": "orders from the web shop, the app and the stores",
+    "order_items": "one row per order line",
+    "campaigns": "email / SMS / push messages, opens, clicks, holdouts, redemptions",
+    "web": "web and app analytics: Segment-spec messages (identify, track, page, screen, group, alias)",
+    "support": "help-desk tickets",
+    "nps": "NPS survey answers",
+    "loyalty": "loyalty-card members",
+    "b2b": "contacts of trade (business) accounts",
+}
+
+
+class _Flow(dict):
+    """A mapping written on one line ({a: b, c: d})."""
+
+
+class _Dumper(yaml.SafeDumper):
+    pass
+
+
+_Dumper.add_representer(_Flow, lambda dumper, data: dumper.represent_mapping(
+    "tag:yaml.org,2002:map", data.items(), flow_style=True))
+
+
+def config_text() -> str:
+    head = {"name": PROJECT_NAME, "store": "panorama.duckdb", "identity": {"default_region": "GB"}}
+    parts = [HEADER, yaml.dump(head, Dumper=_Dumper, sort_keys=False), "sources:\n"]
+    for name, source in SOURCES.items():
+        block = {k: (_Flow(v) if k in ("identifiers", "formats") else v) for k, v in source.items()}
+        text = yaml.dump({name: block}, Dumper=_Dumper, sort_keys=False, width=100, allow_unicode=True)
+        parts.append(f"  # {DESCRIPTIONS[name]}\n")
+        parts.append("".join(f"  {line}\n" for line in text.splitlines()))
+    return "".join(parts)
+
+
 def write_config(out_dir: Path) -> Path:
-    config = {
-        "name": PROJECT_NAME,
-        "store": "panorama.duckdb",
-        "identity": {"default_region": "GB"},
-        "sources": SOURCES,
-    }
-    text = HEADER + yaml.safe_dump(config, sort_keys=False, allow_unicode=True, width=100)
     path = out_dir / "panorama.yaml"
-    path.write_text(text, encoding="utf-8")
+    path.write_text(config_text(), encoding="utf-8")
     return path
