@@ -73,5 +73,18 @@ def profiles_sql(store: Store) -> str:
     return provisional(store)
 
 
+def _with_predictions(store: Store, sql: str) -> str:
+    """Add the latest predictions (churn_probability, predicted_clv, their drivers as JSON) when
+    `panorama predict` has run."""
+    try:
+        from panorama.predict.service import profile_scores_sql
+    except ModuleNotFoundError:
+        return sql
+    scores = profile_scores_sql(store)
+    if scores is None:
+        return sql
+    return f"SELECT p.*, s.* EXCLUDE (profile_id) FROM ({sql}) p LEFT JOIN ({scores}) s USING (profile_id)"
+
+
 def export_profiles(store: Store, out: Path) -> int:
-    return _copy(store, f"SELECT * FROM ({profiles_sql(store)}) ORDER BY profile_id", out)
+    return _copy(store, f"SELECT * FROM ({_with_predictions(store, profiles_sql(store))}) ORDER BY profile_id", out)
