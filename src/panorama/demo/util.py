@@ -92,14 +92,6 @@ def rank_in_groups(counts: np.ndarray) -> np.ndarray:
     return np.arange(total, dtype="int64") - np.repeat(starts_of(counts), counts)
 
 
-def rank_sorted(keys: np.ndarray) -> np.ndarray:
-    """For a sorted key array: the rank of each element within its run of equal keys."""
-    n = len(keys)
-    if n == 0:
-        return np.zeros(0, dtype="int64")
-    first = np.r_[True, keys[1:] != keys[:-1]]
-    idx = np.arange(n)
-    return idx - np.maximum.accumulate(np.where(first, idx, 0))
 
 
 def choice_rows(rng: np.random.Generator, cum: np.ndarray) -> np.ndarray:
@@ -120,13 +112,3 @@ def pick(rng: np.random.Generator, options, n: int, p=None) -> np.ndarray:
 def zipf_weights(n: int, s: float = 0.9) -> np.ndarray:
     w = 1.0 / np.arange(1, n + 1) ** s
     return w / w.sum()
-
-
-def affine_perm(index: np.ndarray, modulus: int, mult: int, add: int) -> np.ndarray:
-    """A bijection of [0, modulus) (mult must be coprime to modulus): unique ids from indexes."""
-    return (np.asarray(index, dtype="int64") * mult + add) % modulus
-
-
-def blank(mask: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """values with '' where mask is True."""
-    return np.where(mask, "", values)
