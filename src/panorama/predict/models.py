@@ -22,9 +22,10 @@ import pandas as pd
 from panorama.predict.features import sentence
 
 BASE_PARAMS = {
-    "learning_rate": 0.08,
-    "num_leaves": 31,
-    "min_data_in_leaf": 40,
+    "learning_rate": 0.1,
+    "num_leaves": 15,
+    "max_depth": 5,  # TreeSHAP (drivers) costs O(trees x leaves x depth^2) per row
+    "min_data_in_leaf": 50,
     "feature_fraction": 0.9,
     "bagging_fraction": 0.8,
     "bagging_freq": 1,
@@ -34,7 +35,7 @@ BASE_PARAMS = {
     "deterministic": True,
     "force_col_wise": True,
 }
-MAX_ROUNDS = 600
+MAX_ROUNDS = 400
 EARLY_STOP = 40
 SMALL_ROWS = 100_000
 
@@ -61,6 +62,11 @@ def fit_booster(objective: str, X: pd.DataFrame, y: np.ndarray, threads: int,
         return lgb.train(p, train, num_boost_round=MAX_ROUNDS, valid_sets=[valid],
                          callbacks=[lgb.early_stopping(EARLY_STOP, verbose=False)])
     return lgb.train(p, train, num_boost_round=max(int(rounds or 100), 1))
+
+
+def predict(booster: lgb.Booster, X: pd.DataFrame, threads: int = 2, **kw) -> np.ndarray:
+    """Predictions (or `pred_contrib=True` contributions); one thread on small data (see fit_booster)."""
+    return booster.predict(X, num_threads=threads if len(X) >= SMALL_ROWS else 1, **kw)
 
 
 def importance(booster: lgb.Booster) -> list[dict]:
@@ -127,21 +133,22 @@ def _top_drivers(contrib: np.ndarray, X: pd.DataFrame, k: int, positive: str, ne
     return out
 
 
-def churn_drivers(booster: lgb.Booster, X: pd.DataFrame, k: int = 3) -> list[bytes]:
-    contrib = booster.predict(X, pred_contrib=True)[:, :-1]
+def churn_drivers(booster: lgb.Booster, X: pd.DataFrame, k: int = 3, threads: int = 2) -> list[bytes]:
+    contrib = predict(booster, X, threads, pred_contrib=True)[:, :-1]
     return _top_drivers(contrib, X, k, "raises churn risk", "lowers churn risk")
 
 
-def clv_predict(clf: lgb.Booster, reg: lgb.Booster, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    p_buy = clf.predict(X)
-    spend = reg.predict(X)
+def clv_predict(clf: lgb.Booster, reg: lgb.Booster, X: pd.DataFrame,
+                threads: int = 2) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    p_buy = predict(clf, X, threads)
+    spend = predict(reg, X, threads)
     return p_buy * spend, p_buy, spend
 
 
 def clv_drivers(clf: lgb.Booster, reg: lgb.Booster, X: pd.DataFrame, p_buy: np.ndarray,
-                k: int = 3) -> list[bytes]:
-    c_clf = clf.predict(X, pred_contrib=True)
-    c_reg = reg.predict(X, pred_contrib=True)[:, :-1]
+                k: int = 3, threads: int = 2) -> list[bytes]:
+    c_clf = predict(clf, X, threads, pred_contrib=True)
+    c_reg = predict(reg, X, threads, pred_contrib=True)[:, :-1]
     logit = c_clf.sum(axis=1)
     logit0 = c_clf[:, -1]
     p = np.clip(p_buy, 1e-9, 1 - 1e-9)

@@ -44,6 +44,12 @@ def _date(t: dt.datetime) -> str:
     return t.strftime("%Y-%m-%d") if (t.hour, t.minute, t.second, t.microsecond) == (0, 0, 0, 0) else str(t)
 
 
+def _next_day(t: dt.datetime) -> dt.datetime:
+    """`t` if it is midnight, else the next midnight."""
+    day = dt.datetime.combine(t.date(), dt.time())
+    return day if day == t else day + dt.timedelta(days=1)
+
+
 def parse_as_of(text: str) -> dt.datetime:
     try:
         value = dt.datetime.fromisoformat(text.strip())
@@ -101,9 +107,9 @@ def training_cutoffs(config: PredictionsConfig, kind: str, as_of: dt.datetime, s
             f"{kind} (horizon {h} days): training needs a past window whose labels end by the as-of date "
             f"{_date(as_of)}, i.e. features before {_date(latest)} and labels from {_date(latest)} to "
             f"{_date(as_of)}, with at least {config.min_history_days} days of purchase history before "
-            f"{_date(latest)}; the first purchase is on {_date(first)}, "
+            f"{_date(latest)}; the first purchase is on {first:%Y-%m-%d}, "
             f"{'only ' + str(max(have, 0)) + ' days' if have > 0 else 'after that cutoff'}. "
-            f"Use a later --as-of (at least {_date(first + need + dt.timedelta(days=h))}), a shorter "
+            f"Use a later --as-of (at least {_next_day(first + need + dt.timedelta(days=h)):%Y-%m-%d}), a shorter "
             f"`predictions.{kind}.horizon_days`, or a smaller `predictions.min_history_days`"
         )
     return usable
@@ -270,7 +276,7 @@ class Predictor:
         if kind == "churn":
             b = M.fit_booster("binary", X, tr["churned"].to_numpy(), threads, Xv, va["churned"].to_numpy())
             rounds = max(int(round(b.best_iteration * grow)), 10) if b.best_iteration else b.num_trees()
-            pv = b.predict(Xv, num_iteration=b.best_iteration or None)
+            pv = M.predict(b, Xv, threads, num_iteration=b.best_iteration or None)
             recency = M.RecencyBaseline.fit(tr["recency_days"].to_numpy(), tr["churned"].to_numpy())
             btyd, summary = self.btyd(val_cut)
             base = {"recency": recency.predict(va["recency_days"].to_numpy())}
@@ -295,8 +301,8 @@ class Predictor:
             spenders, spenders_v = tr[tr["future_revenue"] > 0], va[va["future_revenue"] > 0]
             reg = M.fit_booster("gamma", spenders[list(FEATURE_NAMES)], spenders["future_revenue"].to_numpy(),
                                 threads, spenders_v[list(FEATURE_NAMES)], spenders_v["future_revenue"].to_numpy())
-            pred = clf.predict(Xv, num_iteration=clf.best_iteration or None) * reg.predict(
-                Xv, num_iteration=reg.best_iteration or None)
+            pred = M.predict(clf, Xv, threads, num_iteration=clf.best_iteration or None) * M.predict(
+                reg, Xv, threads, num_iteration=reg.best_iteration or None)
             customers = (va["frequency"] > 0).to_numpy()
             btyd, summary = self.btyd(val_cut)
             actual = va["future_revenue"].to_numpy()
@@ -369,25 +375,27 @@ class Predictor:
     def score(self, kind: str, record: registry.ModelRecord, feats: pd.DataFrame,
               drivers: bool = True) -> pd.DataFrame:
         boosters = _load_boosters(record)
+        threads = self.config.threads
         X = feats[list(record.features)]
         h = record.horizon_days
         if kind == "churn":
             customers = feats["frequency"].to_numpy() > 0
             X = X[customers]
-            p = boosters["churn"].predict(X)
+            p = M.predict(boosters["churn"], X, threads)
             out = pd.DataFrame({"profile_id": feats.loc[customers, "profile_id"].to_numpy(), "value": p})
             out["label"] = np.where(p >= 0.5, "at risk", "likely to buy")
             out["details"] = orjson.dumps({"horizon_days": h}).decode()
             if drivers:
-                out["drivers"] = [d.decode() for d in M.churn_drivers(boosters["churn"], X)]
+                out["drivers"] = [d.decode() for d in M.churn_drivers(boosters["churn"], X, threads=threads)]
             return out
-        clv, p_buy, spend = M.clv_predict(boosters["buy"], boosters["spend"], X)
+        clv, p_buy, spend = M.clv_predict(boosters["buy"], boosters["spend"], X, threads)
         out = pd.DataFrame({"profile_id": feats["profile_id"].to_numpy(), "value": clv})
         out["label"] = None
         out["details"] = [f'{{"horizon_days":{h},"p_buy":{a:.4f},"spend_if_buy":{b:.2f}}}'
                           for a, b in zip(p_buy, spend, strict=True)]
         if drivers:
-            out["drivers"] = [d.decode() for d in M.clv_drivers(boosters["buy"], boosters["spend"], X, p_buy)]
+            out["drivers"] = [d.decode() for d in M.clv_drivers(boosters["buy"], boosters["spend"], X, p_buy,
+                                                                 threads=threads)]
         return out
 
     def write_scores(self, kind: str, as_of: dt.datetime, run_id: int, model_id: str, scores: pd.DataFrame) -> None:
@@ -469,17 +477,18 @@ class Predictor:
             test = self.labelled(as_of, h)
             btyd, summary = self.btyd(as_of)
             boosters = cand.boosters
+            threads = self.config.threads
             if kind == "churn":
                 test = test[test["frequency"] > 0]
                 X = test[list(FEATURE_NAMES)]
                 y = test["churned"].to_numpy()
-                preds = {"model": boosters["churn"].predict(X), "recency": cand.recency.predict(test["recency_days"])}
+                preds = {"model": M.predict(boosters["churn"], X, threads), "recency": cand.recency.predict(test["recency_days"])}
                 if btyd is not None:
                     preds["bgnbd"] = btyd.churn(test[["profile_id"]].merge(summary, on="profile_id", how="left"), h)
                 res = {name: churn_metrics(y, p) for name, p in preds.items()}
             else:
                 X = test[list(FEATURE_NAMES)]
-                pred, _, _ = M.clv_predict(boosters["buy"], boosters["spend"], X)
+                pred, _, _ = M.clv_predict(boosters["buy"], boosters["spend"], X, threads)
                 customers = (test["frequency"] > 0).to_numpy()
                 actual = test["future_revenue"].to_numpy()
                 res = {"model": clv_metrics(actual[customers], pred[customers]),
