@@ -214,7 +214,11 @@ class GroupCommitWriter:
         while True:
             jobs, stop = self._take()
             if jobs:
-                self._commit_group(cur, jobs)
+                try:
+                    self._commit_group(cur, jobs)
+                except Exception as exc:  # never leave a request waiting forever
+                    log.exception("the writer failed on a group of %d submissions", len(jobs))
+                    self._resolve([(job, exc) for job in jobs if not job.future.done()])
             if stop:
                 break
         # Drain anything that raced with stop (put before `_closed` was seen).

@@ -11,8 +11,8 @@ the app returned here.
 
 from __future__ import annotations
 
+import gc
 import logging
-import os
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -40,16 +40,28 @@ log = logging.getLogger("panorama.server")
 
 
 @dataclass
-class WriterSettings:
+class Tuning:
+    """Knobs of the serving process, measured on 2 cores with bench/ingest_http.py."""
+
+    # Most rows one group commit takes (the writer takes everything queued up to this).
     max_rows: int = 10_000
+    # Seconds the writer waits for more submissions before committing (0: commit at once;
+    # concurrent requests still share a commit, as they queue up during the previous one).
     linger: float = 0.0
     # DuckDB checkpoints the WAL into the database file when it passes this size, inside a
     # commit; bigger means rarer (but longer) pauses. None keeps DuckDB's default (16 MiB).
     checkpoint_threshold: str | None = "256MB"
-    # Python's GIL switch interval for the server process. The writer thread needs the GIL
-    # briefly many times per commit (DuckDB calls back into Python to scan Arrow data); with
-    # the default 5 ms each hand-over can wait a full interval behind the busy event loop.
-    switch_interval: float = float(os.environ.get("PANORAMA_SWITCH_INTERVAL", "0.0005"))
+    # DuckDB worker threads. One: a group's INSERT costs a third of the CPU it costs with two
+    # (no task hand-offs between threads), and the other core stays free for the event loop.
+    duckdb_threads: int | None = 1
+    # Python's GIL switch interval. The writer thread needs the GIL briefly several times per
+    # commit; with the default 5 ms each hand-over can wait a full interval behind the loop.
+    switch_interval: float | None = 0.0005
+    # Generation-0 GC threshold (default 700). JSON decoding allocates thousands of short-lived
+    # acyclic objects per request; with the default, collections cost ~30% of parse+validate.
+    # Objects alive after startup are frozen out of collections (`gc.freeze`). The last two
+    # settings are process-wide: tests that serve in-process turn them off (None).
+    gc_threshold: int | None = 50_000
 
 
 @dataclass
@@ -61,15 +73,18 @@ class ServerState:
     ingestor: Ingestor
 
 
-def create_app(project: Project | Path | str, *, writer: WriterSettings | None = None,
+def create_app(project: Project | Path | str, *, tuning: Tuning | None = None,
                fast_path: bool = True) -> FastAPI:  # fmt: skip
     proj = project if isinstance(project, Project) else load_project(project)
-    settings = writer or WriterSettings()
+    settings = tuning or Tuning()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        sys.setswitchinterval(settings.switch_interval)
+        if settings.switch_interval:
+            sys.setswitchinterval(settings.switch_interval)
         store = open_store(proj.store_path)
+        if settings.duckdb_threads:
+            store.execute(f"SET threads = {int(settings.duckdb_threads)}")
         if settings.checkpoint_threshold:
             store.execute(f"SET checkpoint_threshold = '{settings.checkpoint_threshold}'")
         keys = KeyRing(store)
@@ -80,6 +95,9 @@ def create_app(project: Project | Path | str, *, writer: WriterSettings | None =
         app.state.panorama = state
         if not len(keys):
             log.warning("no write keys yet: create one with `panorama keys create SOURCE`")
+        if settings.gc_threshold:
+            gc.freeze()
+            gc.set_threshold(settings.gc_threshold, 20, 20)
         try:
             yield
         finally:

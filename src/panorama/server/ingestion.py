@@ -55,6 +55,8 @@ ROUTES: dict[str, str] = {
 OK_BODY = b'{"success":true}'
 # Requests with at least this many events hand the writer an Arrow table instead of dicts.
 TABLE_MIN_ROWS = 8
+# A request waits at most this long for its group commit before answering 503 (retryable).
+COMMIT_TIMEOUT = 60.0
 _GZIP_MAGIC = b"\x1f\x8b"
 
 
@@ -161,7 +163,6 @@ class Ingestor:
         self.keys = keys
         self.writer = writer
         self._reloading: asyncio.Future | None = None
-        self._auth_cache: dict[str, WriteKey] = {}
 
     # -- auth ------------------------------------------------------------------------------
 
@@ -224,9 +225,13 @@ class Ingestor:
                     else outcome.rows
                 )
                 try:
-                    await self.writer.write(rows, outcome.dead)
+                    await asyncio.wait_for(self.writer.write(rows, outcome.dead), COMMIT_TIMEOUT)
                 except WriterClosed as exc:
                     raise ApiError(503, "unavailable", str(exc)) from None
+                except TimeoutError:
+                    raise ApiError(503, "commit_timeout",
+                                   f"the store did not confirm the commit within {COMMIT_TIMEOUT:.0f} s; "
+                                   "retry (messages are deduplicated by messageId)") from None  # fmt: skip
                 except Exception as exc:
                     log.exception("commit failed")
                     raise ApiError(
