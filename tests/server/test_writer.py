@@ -156,3 +156,21 @@ def test_stop_commits_what_is_queued_then_refuses(store, seen_hooks):
     assert len(_ids(store)) == 6
     with pytest.raises(WriterClosed):
         writer.submit([_row("late")])
+
+
+def test_idle_checkpoint_folds_the_wal(store, seen_hooks):
+    import time
+    from pathlib import Path
+
+    writer = GroupCommitWriter(store, idle_checkpoint_bytes=1, idle_seconds=0.05).start()
+    try:
+        writer.submit([_row(f"m{i}") for i in range(50)]).result(10)
+        wal = Path(str(store.path) + ".wal")
+        deadline = time.monotonic() + 10
+        while writer.stats.idle_checkpoints == 0 and time.monotonic() < deadline:
+            time.sleep(0.02)
+    finally:
+        writer.stop()
+    assert writer.stats.idle_checkpoints >= 1
+    assert not wal.exists() or wal.stat().st_size == 0
+    assert len(_ids(store)) == 50

@@ -23,6 +23,7 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import duckdb
 import pyarrow as pa
@@ -71,6 +72,7 @@ class WriterStats:
     last_commit_seconds: float = 0.0
     max_commit_seconds: float = 0.0
     max_group_rows: int = 0
+    idle_checkpoints: int = 0
 
 
 def _count_rows(rows: Rows) -> int:
@@ -108,8 +110,14 @@ class GroupCommitWriter:
         linger: float = 0.0,
         run_hooks: bool = True,
         stats_every: float = 1.0,
+        idle_checkpoint_bytes: int | None = 32 * 1024 * 1024,
+        idle_seconds: float = 1.0,
     ):
         self.store = store
+        # When the queue has been empty for `idle_seconds` and the WAL holds more than
+        # `idle_checkpoint_bytes`, checkpoint then, rather than inside a commit under load.
+        self.idle_checkpoint_bytes = idle_checkpoint_bytes
+        self.idle_seconds = idle_seconds
         self.max_rows = max_rows
         self.linger = linger
         self.run_hooks = run_hooks
@@ -185,7 +193,12 @@ class GroupCommitWriter:
 
     def _take(self) -> tuple[list[_Job], bool]:
         """Block for the first job, then take what is queued; returns (jobs, stop)."""
-        first = self._queue.get()
+        while True:
+            try:
+                first = self._queue.get(timeout=self.idle_seconds)
+                break
+            except queue.Empty:
+                self._idle_checkpoint()
         if first is _STOP:
             return [], True
         jobs = [first]
@@ -208,6 +221,28 @@ class GroupCommitWriter:
             jobs.append(job)
             count += _count_rows(job.rows) + len(job.dead)
         return jobs, False
+
+    def _idle_checkpoint(self) -> None:
+        if not self.idle_checkpoint_bytes:
+            return
+        wal = Path(str(self.store.path) + ".wal")
+        try:
+            size = wal.stat().st_size
+        except OSError:
+            return
+        if size > self.idle_checkpoint_bytes:
+            started = time.perf_counter()
+            try:
+                self.store.cursor().execute("CHECKPOINT")
+            except Exception:  # pragma: no cover - DuckDB checkpoints at the threshold anyway
+                log.exception("idle checkpoint failed")
+                return
+            self.stats.idle_checkpoints += 1
+            log.info(
+                "idle checkpoint of a %.0f MB WAL in %.2f s",
+                size / 2**20,
+                time.perf_counter() - started,
+            )
 
     def _run(self) -> None:
         cur = self.store.cursor()

@@ -1,0 +1,413 @@
+"""HTTP ingestion benchmark: `panorama serve` under a bounded loopback load, beside a bare ceiling.
+
+    .venv/bin/python bench/ingest_http.py [--duration 5] [--connections 8] [--single-connections 32]
+
+Starts `panorama serve` on a fresh project (durable group commits, as in production) and,
+for the ceiling, a bare endpoint on the same server stack (uvicorn + httptools + uvloop)
+that only reads, gunzips if needed and JSON-parses the body, then discards it. A separate
+load-generator process (a minimal asyncio HTTP/1.1 keep-alive client, so the client costs
+the 2-core box as little as possible and never shares the server's GIL) runs, against each:
+
+  batch    closed loop, batches of 100 events of ~1 KB, N connections
+  single   closed loop, one event per request, M connections
+  half     open loop at half the measured maximum (batches, then singles): p99 latency
+
+and prints events/s, requests/s, p50/p99 latency, the server's peak RSS, the time until
+accepted events are queryable (via GET /v1/status), and the ratio to the ceiling.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import itertools
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+from pathlib import Path
+
+import httpx
+import orjson
+
+ROOT = Path(__file__).resolve().parent.parent
+PANORAMA = Path(sys.executable).parent / "panorama"
+BATCH_SIZE = 100
+
+# -- the bare ceiling: parse and discard ---------------------------------------------------------
+
+BARE_APP = """
+import zlib, orjson
+OK = b'{"success":true}'
+async def app(scope, receive, send):
+    if scope["type"] == "lifespan":
+        while True:
+            m = await receive()
+            if m["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            else:
+                await send({"type": "lifespan.shutdown.complete"}); return
+    chunks = []
+    while True:
+        m = await receive()
+        chunks.append(m.get("body", b""))
+        if not m.get("more_body"):
+            break
+    body = b"".join(chunks)
+    if body[:2] == b"\\x1f\\x8b":
+        body = zlib.decompress(body, 47)
+    status, out = 200, OK
+    if scope["path"] != "/health":
+        try:
+            orjson.loads(body)
+        except orjson.JSONDecodeError:
+            status, out = 400, b'{"success":false,"code":"invalid_json","message":"bad"}'
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(out)).encode())]})
+    await send({"type": "http.response.body", "body": out})
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_ready(url: str, process: subprocess.Popen, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"server exited with {process.returncode}")
+        try:
+            if httpx.get(url + "/health", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.05)
+    raise SystemExit(f"{url} not ready after {timeout} s")
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+# -- the load generator (runs in its own process) -----------------------------------------------
+
+
+def _event(i: int) -> dict:
+    return {
+        "type": "track",
+        "event": ("Product Viewed", "Product Added", "Order Completed")[i % 3],
+        "userId": f"user-{i % 5000}",
+        "anonymousId": f"anon-{i % 7919:06d}-4f1c-9a7e-{i % 100:02d}",
+        "messageId": "__MID__",
+        "timestamp": "2024-05-01T10:00:00.123Z",
+        "properties": {
+            "product_id": f"sku-{i % 997}",
+            "category": ("shoes", "shirts", "bags")[i % 3],
+            "price": 49.99 + i % 50,
+            "quantity": 1 + i % 3,
+            "currency": "EUR",
+            "name": "Trail running shoe, waterproof, size 42",
+            "brand": "Northwind Outdoor",
+            "image_url": f"https://cdn.example.com/img/sku-{i % 997}/main-800x800.jpg",
+        },
+        "context": {
+            "library": {"name": "analytics.js", "version": "5.2.0"},
+            "ip": "203.0.113.7",
+            "locale": "en-GB",
+            "userAgent": "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36",
+            "page": {
+                "url": f"https://shop.example.com/p/sku-{i % 997}?utm_source=newsletter&utm_campaign=spring",
+                "path": f"/p/sku-{i % 997}",
+                "referrer": "https://www.google.com/",
+                "title": "Trail running shoe | Example Shop",
+            },
+            "campaign": {"name": "spring", "source": "newsletter", "medium": "email"},
+            "screen": {"width": 1920, "height": 1080, "density": 1},
+        },
+    }
+
+
+class Requests:
+    """Request bytes with fresh messageIds, built from pre-serialised parts (cheap per request)."""
+
+    def __init__(self, key: str, batch: bool, tag: str):
+        self.counter = itertools.count()
+        self.tag = tag.encode()
+        auth = base64.b64encode(f"{key}:".encode()).decode()
+        if batch:
+            body = orjson.dumps(
+                {"batch": [_event(i) for i in range(BATCH_SIZE)], "sentAt": "2024-05-01T10:00:01Z"}
+            )
+            self.path = "/v1/batch"
+        else:
+            body = orjson.dumps({**_event(1), "sentAt": "2024-05-01T10:00:01Z"})
+            self.path = "/v1/track"
+        self.parts = body.split(b"__MID__")
+        self.events = len(self.parts) - 1
+        self.head = (f"POST {self.path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Basic {auth}\r\n"
+                     "Content-Type: application/json\r\nContent-Length: ").encode()  # fmt: skip
+        self.body_size = len(body) - self.events * len(b"__MID__")
+
+    def next(self) -> bytes:
+        n = next(self.counter)
+        ids = [b"%s-%d-%d" % (self.tag, n, k) for k in range(self.events)]
+        body = (
+            b"".join(itertools.chain.from_iterable(zip(self.parts[:-1], ids, strict=True)))
+            + self.parts[-1]
+        )
+        return self.head + str(len(body)).encode() + b"\r\n\r\n" + body
+
+
+_CL = re.compile(rb"content-length:\s*(\d+)", re.I)
+
+
+async def _connection(host, port, requests: Requests, stop_at: float, interval: float | None,
+                      start_at: float, latencies: list, errors: list) -> None:  # fmt: skip
+    reader, writer = await asyncio.open_connection(host, port)
+    next_send = start_at
+    try:
+        while True:
+            now = time.perf_counter()
+            if interval is not None:
+                if next_send > now:
+                    await asyncio.sleep(next_send - now)
+                    now = time.perf_counter()
+                next_send += interval
+            if now >= stop_at:
+                break
+            request = requests.next()
+            t0 = time.perf_counter()
+            writer.write(request)
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = int(_CL.search(head).group(1))
+            body = await reader.readexactly(length)
+            latencies.append(time.perf_counter() - t0)
+            if head[9:12] != b"200":
+                errors.append(head[9:12].decode() + " " + body[:200].decode(errors="replace"))
+    finally:
+        writer.close()
+
+
+def run_load(url: str, key: str, batch: bool, connections: int, duration: float,
+             rate: float | None = None, tag: str = "x") -> dict:  # fmt: skip
+    """Closed loop (rate None) or open loop at `rate` requests/s; returns the figures."""
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:  # pragma: no cover
+        pass
+    host, port = url.removeprefix("http://").split(":")
+    requests = Requests(key, batch, tag)
+    latencies: list[float] = []
+    errors: list[str] = []
+
+    async def main():
+        start = time.perf_counter() + 0.05
+        stop_at = start + duration
+        interval = connections / rate if rate else None
+        tasks = [
+            _connection(host, int(port), requests, stop_at, interval, start + (i * interval / connections if interval else 0),
+                        latencies, errors)
+            for i in range(connections)
+        ]  # fmt: skip
+        await asyncio.gather(*tasks)
+        return time.perf_counter() - start
+
+    elapsed = asyncio.run(main())
+    latencies.sort()
+    n = len(latencies)
+    return {
+        "requests": n,
+        "events": n * requests.events,
+        "seconds": elapsed,
+        "req_s": n / elapsed,
+        "events_s": n * requests.events / elapsed,
+        "p50_ms": latencies[n // 2] * 1000 if n else float("nan"),
+        "p99_ms": latencies[min(n - 1, int(n * 0.99))] * 1000 if n else float("nan"),
+        "max_ms": latencies[-1] * 1000 if n else float("nan"),
+        "errors": len(errors),
+        "first_error": errors[0] if errors else None,
+        "body_bytes": requests.body_size,
+        "last_tag": f"{tag}-{n}",
+    }
+
+
+# -- orchestration -------------------------------------------------------------------------------
+
+
+def start_panorama(project: Path, port: int) -> subprocess.Popen:
+    return subprocess.Popen([str(PANORAMA), "serve", "--project", str(project), "--port", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)  # fmt: skip
+
+
+def start_bare(directory: Path, port: int) -> subprocess.Popen:
+    (directory / "bare_app.py").write_text(BARE_APP)
+    return subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "bare_app:app", "--port", str(port), "--http", "httptools",
+         "--loop", "uvloop", "--no-access-log", "--log-level", "warning"],
+        cwd=directory, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+
+
+def make_project(directory: Path) -> str:
+    subprocess.run([str(PANORAMA), "init", str(directory)], check=True, capture_output=True)
+    out = subprocess.run([str(PANORAMA), "keys", "create", "bench", "--project", str(directory)],
+                         check=True, capture_output=True, text=True).stdout  # fmt: skip
+    return out.strip().splitlines()[-1]
+
+
+def status(url: str, key: str) -> dict:
+    return httpx.get(url + "/v1/status", auth=(key, ""), timeout=10).json()
+
+
+def queryable_delay(url: str, key: str, expected: int, timeout: float = 10.0) -> float:
+    """Seconds from now until /v1/status counts `expected` events (0 when already there)."""
+    start = time.perf_counter()
+    while time.perf_counter() - start < timeout:
+        if status(url, key)["events"] >= expected:
+            return time.perf_counter() - start
+        time.sleep(0.01)
+    return float("inf")
+
+
+def scenario_suite(pool, url, key, args, tag) -> dict:
+    results = {}
+    results["batch"] = pool.submit(
+        run_load, url, key, True, args.connections, args.duration, None, tag + "b"
+    ).result()
+    results["single"] = pool.submit(run_load, url, key, False, args.single_connections, args.duration, None,
+                                    tag + "s").result()  # fmt: skip
+    half_batch = results["batch"]["req_s"] / 2
+    half_single = results["single"]["req_s"] / 2
+    results["half_batch"] = pool.submit(run_load, url, key, True, args.connections, args.duration, half_batch,
+                                        tag + "hb").result()  # fmt: skip
+    results["half_single"] = pool.submit(run_load, url, key, False, args.single_connections, args.duration,
+                                         half_single, tag + "hs").result()  # fmt: skip
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--duration", type=float, default=5.0, help="seconds per scenario")
+    parser.add_argument(
+        "--connections", type=int, default=8, help="concurrent connections for batches"
+    )
+    parser.add_argument(
+        "--single-connections",
+        type=int,
+        default=64,
+        help="concurrent connections for single events",
+    )
+    parser.add_argument("--keep", action="store_true", help="keep the temporary project")
+    args = parser.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="panorama-bench-"))
+    pool = ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn"))
+    procs: list[subprocess.Popen] = []
+    try:
+        project = work / "project"
+        key = make_project(project)
+
+        port = free_port()
+        bare = start_bare(work, port)
+        procs.append(bare)
+        bare_url = f"http://127.0.0.1:{port}"
+        wait_ready(bare_url, bare)
+        pool.submit(run_load, bare_url, key, True, 2, 0.5, None, "warm").result()
+        t_cpu = cpu_seconds(bare.pid)
+        ceiling = scenario_suite(pool, bare_url, key, args, "c")
+        ceiling_cpu = cpu_seconds(bare.pid) - t_cpu
+        bare.send_signal(signal.SIGINT)
+        bare.wait(10)
+
+        port = free_port()
+        server = start_panorama(project, port)
+        procs.append(server)
+        url = f"http://127.0.0.1:{port}"
+        t0 = time.perf_counter()
+        wait_ready(url, server)
+        startup = time.perf_counter() - t0
+        warm = pool.submit(run_load, url, key, True, 2, 0.5, None, "warm").result()
+        t_cpu = cpu_seconds(server.pid)
+        panorama = scenario_suite(pool, url, key, args, "p")
+        panorama_cpu = cpu_seconds(server.pid) - t_cpu
+        # every 200 above was a commit: the events must be countable at once
+        expected = sum(r["events"] for r in panorama.values()) + warm["events"]
+        delay = queryable_delay(url, key, expected)
+        # and a fresh batch: time from its 200 to being counted
+        fresh = pool.submit(run_load, url, key, True, 1, 0.2, None, "q").result()
+        delay_fresh = queryable_delay(url, key, expected + fresh["events"])
+        stats = status(url, key)
+        rss = peak_rss_mb(server.pid)
+        server.send_signal(signal.SIGINT)
+        server.wait(30)
+    finally:
+        pool.shutdown()
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+
+    print(f"\nHTTP ingestion, loopback, {os.cpu_count()} CPUs, {args.duration:.0f} s per scenario; "
+          f"{ceiling['batch']['body_bytes'] // BATCH_SIZE} B per event, batches of {BATCH_SIZE}")  # fmt: skip
+    print(f"connections: {args.connections} (batches), {args.single_connections} (single events); "
+          "the load generator is a separate process on the same 2 cores\n")  # fmt: skip
+    header = f"{'scenario':<28}{'events/s':>10}{'req/s':>9}{'p50 ms':>8}{'p99 ms':>8}{'max ms':>8}{'errors':>7}"
+    print(header)
+    print("-" * len(header))
+    names = {"batch": "batches of 100, max", "single": "single events, max",
+             "half_batch": "batches at half max", "half_single": "single at half max"}  # fmt: skip
+    for label, results in (("ceiling (parse+discard)", ceiling), ("panorama (durable)", panorama)):
+        print(label)
+        for key_, name in names.items():
+            r = results[key_]
+            print(f"  {name:<26}{r['events_s']:>10,.0f}{r['req_s']:>9,.0f}{r['p50_ms']:>8.1f}{r['p99_ms']:>8.1f}"
+                  f"{r['max_ms']:>8.1f}{r['errors']:>7}")  # fmt: skip
+            if r["first_error"]:
+                print(f"    first error: {r['first_error']}")
+    print()
+    for key_, name in (("batch", "batches of 100"), ("single", "single events")):
+        ratio = panorama[key_]["events_s"] / ceiling[key_]["events_s"]
+        print(f"ratio to ceiling, {name}: {ratio:.0%}")
+    w = stats["writer"]
+    print(f"server peak RSS: {rss:,.0f} MB; startup {startup:.1f} s; server CPU {panorama_cpu:.1f} s "
+          f"(ceiling {ceiling_cpu:.1f} s)")  # fmt: skip
+    print(f"group commits: {w['commits']:,} for {w['rows']:,} rows (mean {w['rows'] / max(w['commits'], 1):,.0f}, "
+          f"max {w['max_group_rows']:,}); slowest commit {w['max_commit_ms']:.0f} ms")  # fmt: skip
+    print(f"queryable after acceptance: {delay * 1000:.0f} ms for the whole load (counted {stats['events']:,}), "
+          f"{delay_fresh * 1000:.0f} ms for a fresh batch (200 = committed)")  # fmt: skip
+    targets = [
+        ("≥ 50,000 events/s in batches of 100", panorama["batch"]["events_s"] >= 50_000),
+        ("≥ 5,000 single-event requests/s", panorama["single"]["req_s"] >= 5_000),
+        ("p99 < 50 ms at half max (batches)", panorama["half_batch"]["p99_ms"] < 50),
+        ("p99 < 50 ms at half max (single)", panorama["half_single"]["p99_ms"] < 50),
+        ("queryable ≤ 2 s after acceptance", max(delay, delay_fresh) <= 2),
+    ]
+    print("targets: " + "; ".join(f"{name}: {'met' if ok else 'NOT met'}" for name, ok in targets))
+
+
+if __name__ == "__main__":
+    main()
