@@ -290,19 +290,23 @@ def queryable_delay(url: str, key: str, expected: int, timeout: float = 10.0) ->
     return float("inf")
 
 
-def scenario_suite(pool, url, key, args, tag) -> dict:
-    results = {}
-    results["batch"] = pool.submit(
-        run_load, url, key, True, args.connections, args.duration, None, tag + "b"
-    ).result()
-    results["single"] = pool.submit(run_load, url, key, False, args.single_connections, args.duration, None,
-                                    tag + "s").result()  # fmt: skip
-    half_batch = results["batch"]["req_s"] / 2
-    half_single = results["single"]["req_s"] / 2
-    results["half_batch"] = pool.submit(run_load, url, key, True, args.connections, args.duration, half_batch,
-                                        tag + "hb").result()  # fmt: skip
-    results["half_single"] = pool.submit(run_load, url, key, False, args.single_connections, args.duration,
-                                         half_single, tag + "hs").result()  # fmt: skip
+def scenario_suite(pool, url, key, args, tag, pid) -> dict:
+    """The four scenarios against one server; each result also gets the server's CPU per event."""
+
+    def run(name, batch, connections, rate):
+        before = cpu_seconds(pid)
+        result = pool.submit(
+            run_load, url, key, batch, connections, args.duration, rate, tag + name
+        ).result()
+        result["cpu_us"] = (cpu_seconds(pid) - before) / max(result["events"], 1) * 1e6
+        return result
+
+    results = {"batch": run("b", True, args.connections, None),
+               "single": run("s", False, args.single_connections, None)}  # fmt: skip
+    results["half_batch"] = run("hb", True, args.connections, results["batch"]["req_s"] / 2)
+    results["half_single"] = run(
+        "hs", False, args.single_connections, results["single"]["req_s"] / 2
+    )
     return results
 
 
@@ -323,6 +327,7 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the temporary project")
     args = parser.parse_args()
 
+    load_before = f"{os.getloadavg()[0]:.2f}"
     work = Path(tempfile.mkdtemp(prefix="panorama-bench-"))
     pool = ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn"))
     procs: list[subprocess.Popen] = []
@@ -337,7 +342,7 @@ def main() -> None:
         wait_ready(bare_url, bare)
         pool.submit(run_load, bare_url, key, True, 2, 0.5, None, "warm").result()
         t_cpu = cpu_seconds(bare.pid)
-        ceiling = scenario_suite(pool, bare_url, key, args, "c")
+        ceiling = scenario_suite(pool, bare_url, key, args, "c", bare.pid)
         ceiling_cpu = cpu_seconds(bare.pid) - t_cpu
         bare.send_signal(signal.SIGINT)
         bare.wait(10)
@@ -351,7 +356,7 @@ def main() -> None:
         startup = time.perf_counter() - t0
         warm = pool.submit(run_load, url, key, True, 2, 0.5, None, "warm").result()
         t_cpu = cpu_seconds(server.pid)
-        panorama = scenario_suite(pool, url, key, args, "p")
+        panorama = scenario_suite(pool, url, key, args, "p", server.pid)
         panorama_cpu = cpu_seconds(server.pid) - t_cpu
         # every 200 above was a commit: the events must be countable at once
         expected = sum(r["events"] for r in panorama.values()) + warm["events"]
@@ -371,11 +376,13 @@ def main() -> None:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
 
-    print(f"\nHTTP ingestion, loopback, {os.cpu_count()} CPUs, {args.duration:.0f} s per scenario; "
+    print(f"\nHTTP ingestion, loopback, {os.cpu_count()} CPUs (load average {load_before} before, "
+          f"{os.getloadavg()[0]:.2f} after: other processes share them), {args.duration:.0f} s per scenario; "
           f"{ceiling['batch']['body_bytes'] // BATCH_SIZE} B per event, batches of {BATCH_SIZE}")  # fmt: skip
     print(f"connections: {args.connections} (batches), {args.single_connections} (single events); "
           "the load generator is a separate process on the same 2 cores\n")  # fmt: skip
-    header = f"{'scenario':<28}{'events/s':>10}{'req/s':>9}{'p50 ms':>8}{'p99 ms':>8}{'max ms':>8}{'errors':>7}"
+    header = (f"{'scenario':<28}{'events/s':>10}{'req/s':>9}{'p50 ms':>8}{'p99 ms':>8}{'max ms':>8}"
+              f"{'errors':>7}{'server CPU µs/event':>21}")  # fmt: skip
     print(header)
     print("-" * len(header))
     names = {"batch": "batches of 100, max", "single": "single events, max",
@@ -385,7 +392,7 @@ def main() -> None:
         for key_, name in names.items():
             r = results[key_]
             print(f"  {name:<26}{r['events_s']:>10,.0f}{r['req_s']:>9,.0f}{r['p50_ms']:>8.1f}{r['p99_ms']:>8.1f}"
-                  f"{r['max_ms']:>8.1f}{r['errors']:>7}")  # fmt: skip
+                  f"{r['max_ms']:>8.1f}{r['errors']:>7}{r['cpu_us']:>21.1f}")  # fmt: skip
             if r["first_error"]:
                 print(f"    first error: {r['first_error']}")
     print()

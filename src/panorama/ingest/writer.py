@@ -110,8 +110,8 @@ class GroupCommitWriter:
         linger: float = 0.0,
         run_hooks: bool = True,
         stats_every: float = 1.0,
-        idle_checkpoint_bytes: int | None = 32 * 1024 * 1024,
-        idle_seconds: float = 1.0,
+        idle_checkpoint_bytes: int | None = 16 * 1024 * 1024,
+        idle_seconds: float = 0.5,
     ):
         self.store = store
         # When the queue has been empty for `idle_seconds` and the WAL holds more than
