@@ -135,7 +135,7 @@ class PredictionsConfig(_Strict):
     min_training_profiles: Annotated[int, Field(ge=1)] = 200
     min_class_count: Annotated[int, Field(ge=1)] = 30
     # cap on stacked training rows (uniform sample of profiles beyond it)
-    max_training_rows: Annotated[int, Field(ge=1000)] = 2_000_000
+    max_training_rows: Annotated[int, Field(ge=1000)] = 1_000_000
     threads: Annotated[int, Field(ge=1, le=256)] = 2
 
 
