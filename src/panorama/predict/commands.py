@@ -137,6 +137,35 @@ def print_report(report: dict) -> None:
             cli.console.print(f"  [yellow]model rejected:[/] {r['reason']}")
 
 
+def report_markdown(report: dict) -> str:
+    """The backtest report as Markdown tables (for docs/predictions.md)."""
+    lines: list[str] = []
+    f = lambda v: _fmt(v)  # noqa: E731
+    for kind, r in report["results"].items():
+        lines.append(f"**{kind}**, as of {report['as_of']}, horizon {r['horizon_days']} days ({r['window']}); "
+                     f"trained on windows with cutoffs {', '.join(r['training_windows'])} ({r['n_train']:,} rows)\n")
+        if kind == "churn":
+            lines.append("| churn | customers | churn rate | ROC AUC | PR AUC | Brier | calibration error |")
+            lines.append("|---|---|---|---|---|---|---|")
+            for name, m in r["metrics"].items():
+                lines.append(f"| {_NAMES.get(name, name)} | {m['n']:,} | {f(m['base_rate'])} | {f(m['roc_auc'])} | "
+                             f"{f(m['pr_auc'])} | {f(m['brier'])} | {f(m['ece'])} |")
+        else:
+            lines.append("| CLV | profiles | actual total | predicted total | Spearman | norm. Gini | decile MAPE "
+                         "| total error |")
+            lines.append("|---|---|---|---|---|---|---|---|")
+            for name, m in r["metrics"].items():
+                base, _, scope = name.partition(" ")
+                label = _NAMES.get(base, base) + (f" {scope}" if scope else "")
+                lines.append(f"| {label} | {m['n']:,} | {_fmt(m['actual_total'], 0)} | "
+                             f"{_fmt(m['predicted_total'], 0)} | {f(m['spearman'])} | {f(m['normalized_gini'])} | "
+                             f"{f(m['decile_mape'])} | {f(m['total_error'])} |")
+        lines.append("")
+    for kind, problem in report["problems"].items():
+        lines.append(f"{kind}: not evaluated: {problem}\n")
+    return "\n".join(lines)
+
+
 def models(
     kind: Annotated[str | None, typer.Option(help="Only this kind (churn, clv).")] = None,
     show: Annotated[str | None, typer.Option(help="Show one model in full (metrics, windows, importance).")] = None,

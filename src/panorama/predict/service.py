@@ -177,6 +177,11 @@ class Predictor:
         self._span = self.fb.span()
         return self._span
 
+    def release(self, keep: dt.datetime | None = None) -> None:
+        """Drop cached feature and label frames (all but the features at `keep`): memory at scale."""
+        self._labels.clear()
+        self._features = {k: v for k, v in self._features.items() if k == keep}
+
     def features(self, cutoff: dt.datetime) -> pd.DataFrame:
         if cutoff not in self._features:
             self._features[cutoff] = self.fb.features(cutoff)
@@ -361,6 +366,7 @@ class Predictor:
         else:
             self.log(f"training {kind} (horizon {h} days) as of {_date(as_of)}")
             record = self.save(self.train(kind, as_of))
+            self.release(keep=as_of)
             note = f"trained {record.model_id} in {record.train_seconds:.1f} s"
         if record.accepted:
             return record, note
@@ -497,8 +503,10 @@ class Predictor:
                 if btyd is not None:
                     s = test.loc[customers, ["profile_id"]].merge(summary, on="profile_id", how="left")
                     res["bgnbd_gg"] = clv_metrics(actual[customers], btyd.clv(s, h))
-                res["model (all profiles)"] = clv_metrics(actual, pred)
-                res["last_period_spend (all profiles)"] = clv_metrics(actual, test["last_period_spend"].to_numpy())
+                if not customers.all():  # prospects too (profiles without a purchase before the cutoff)
+                    res["model (all profiles)"] = clv_metrics(actual, pred)
+                    res["last_period_spend (all profiles)"] = clv_metrics(actual,
+                                                                          test["last_period_spend"].to_numpy())
             cand.metrics["backtest"] = {"as_of": _date(as_of), "window_end": _date(end), **res}
             entry = {"horizon_days": h, "window": f"{_date(as_of)}..{_date(end)}",
                      "training_windows": [_date(c) for c in cand.cutoffs], "n_train": cand.n_train,
