@@ -138,7 +138,7 @@ def _top_drivers(contrib: np.ndarray, X: pd.DataFrame, k: int, positive: str, ne
     return out
 
 
-SHAP_BUDGET = 30_000_000  # rows x trees above which drivers use path attribution
+SHAP_BUDGET = 10_000_000  # rows x trees above which drivers use path attribution
 
 
 def _path_tables(booster: lgb.Booster) -> list[tuple[np.ndarray, np.ndarray, float]]:
@@ -177,7 +177,7 @@ def contributions(booster: lgb.Booster, X: pd.DataFrame, threads: int = 2, metho
     tables = _path_tables(booster)
     depth = max(t[0].shape[1] for t in tables)
     offsets = np.cumsum([0] + [t[0].shape[0] for t in tables[:-1]])
-    feats = np.full((sum(t[0].shape[0] for t in tables), depth), nf, dtype=np.int64)  # nf: no split
+    feats = np.full((sum(t[0].shape[0] for t in tables), depth), nf, dtype=np.int32)  # nf: no split
     deltas = np.zeros(feats.shape)
     for (f, d, _), o in zip(tables, offsets, strict=True):
         feats[o:o + len(f), :f.shape[1]] = np.where(f >= 0, f, nf)
@@ -187,7 +187,7 @@ def contributions(booster: lgb.Booster, X: pd.DataFrame, threads: int = 2, metho
     for start in range(0, n, chunk):
         glob = leaves[start:start + chunk] + offsets  # (rows, trees) row of the path tables
         m = len(glob)
-        cells = (np.arange(m)[:, None, None] * (nf + 1) + feats[glob]).ravel()
+        cells = (np.arange(m, dtype=np.int32)[:, None, None] * (nf + 1) + feats[glob]).ravel()
         out[start:start + m] = np.bincount(cells, weights=deltas[glob].ravel(),
                                            minlength=m * (nf + 1)).reshape(m, nf + 1)
     out[:, nf] = sum(t[2] for t in tables)

@@ -439,10 +439,13 @@ class Predictor:
             return result
         self.log(f"scoring as of {_date(as_of)}")
         feats = self.features(as_of)
+        self.log(f"features of {len(feats):,} profiles as of {_date(as_of)}")
         run_id = self.store.scalar("SELECT nextval('predict_run_ids')")
         for kind, record in chosen.items():
             scores = self.score(kind, record, feats)
+            self.log(f"scored {kind} with drivers: {len(scores):,} profiles")
             self.write_scores(kind, as_of, run_id, record.model_id, scores)
+            self.log(f"wrote {kind} scores")
             result.models[kind] = record
             result.scored[kind] = len(scores)
             result.summary[kind] = {"mean": float(scores["value"].mean()) if len(scores) else None,
