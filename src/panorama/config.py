@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 CONFIG_FILE = "panorama.yaml"
 SOURCE_SUFFIXES = (".csv", ".tsv", ".parquet", ".json", ".jsonl", ".ndjson")
@@ -139,6 +139,147 @@ class PredictionsConfig(_Strict):
     threads: Annotated[int, Field(ge=1, le=256)] = 2
 
 
+# -- segments, triggers, destinations (docs/segments.md, docs/activation.md) --------------------
+
+_DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(value: str | int | float) -> float:
+    """Seconds in a duration: a number of seconds, or `500ms`, `30s`, `30m`, `2h`, `7d`, `1w`."""
+    import re
+
+    if isinstance(value, bool):
+        raise ValueError(f"duration {value!r}: use e.g. 30s, 30m, 2h, 7d")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    else:
+        match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*", str(value))
+        if not match:
+            raise ValueError(f"duration {value!r}: use a number and a unit (ms, s, m, h, d, w), e.g. 30m")
+        seconds = float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+    if seconds < 0:
+        raise ValueError(f"duration {value!r} is negative")
+    return seconds
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+
+
+class SegmentConfig(_Strict):
+    """A segment: a SQL boolean expression over the profile (docs/segments.md)."""
+
+    where: str
+    description: str | None = None
+    # how often conditions that change with time alone (performed(..., within=...), now())
+    # are re-checked by the running server
+    recheck_every: Duration = 60.0
+
+
+class RetryConfig(_Strict):
+    """Delivery retries: exponential backoff from `initial` doubling up to `max`, with jitter."""
+
+    max_attempts: Annotated[int, Field(ge=1, le=100)] = 10
+    initial: Duration = 1.0
+    max: Duration = 3600.0
+
+
+class WebhookDestinationConfig(_Strict):
+    """POST a JSON body signed with HMAC-SHA256 over `<timestamp>.<body>`."""
+
+    type: Literal["webhook"]
+    url: str
+    # the signing secret; `env:NAME` reads it from the environment
+    secret: str | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+    timeout: Duration = 10.0
+    retry: RetryConfig = Field(default_factory=RetryConfig)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError(f"url {value!r}: must start with http:// or https://")
+        return value
+
+
+class EmailDestinationConfig(_Strict):
+    """Send an email through SMTP; subject and bodies are Jinja2 templates over the profile."""
+
+    type: Literal["email"]
+    host: str = "localhost"
+    port: Annotated[int, Field(ge=1, le=65535)] = 25
+    security: Literal["none", "starttls", "ssl"] = "none"
+    username: str | None = None
+    password: str | None = None  # `env:NAME` reads it from the environment
+    sender: str
+    to: str = "{{ profile.email }}"
+    subject: str
+    text: str | None = None  # inline template, or `file:` + a path relative to the project
+    html: str | None = None
+    timeout: Duration = 10.0
+    retry: RetryConfig = Field(default_factory=RetryConfig)
+
+    @model_validator(mode="after")
+    def _body(self) -> EmailDestinationConfig:
+        if not self.text and not self.html:
+            raise ValueError("give `text` and/or `html` (a template, inline or file:PATH)")
+        return self
+
+
+class FileDestinationConfig(_Strict):
+    """Export a segment's members to CSV or Parquet: the full list, or the entries and exits
+    since the previous export (`delta`)."""
+
+    type: Literal["file"]
+    segment: str
+    path: str  # relative to the project; may contain {timestamp}
+    mode: Literal["full", "delta"] = "full"
+    columns: list[str] | None = None  # profile columns to include (default: profile_id only)
+    every: Duration | None = None  # the running server exports this often
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, value: str) -> str:
+        if not value.lower().endswith((".csv", ".parquet")):
+            raise ValueError(f"path {value!r}: use a .csv or .parquet file")
+        return value
+
+
+DestinationConfig = Annotated[
+    WebhookDestinationConfig | EmailDestinationConfig | FileDestinationConfig,
+    Field(discriminator="type"),
+]
+
+
+class TriggerConfig(_Strict):
+    """When to act (docs/activation.md): on entering or leaving a segment, on an event, or on
+    an event not followed by another within a delay (abandoned cart)."""
+
+    segment: str | None = None
+    on: Literal["enter", "exit"] = "enter"
+    event: str | list[str] | None = None
+    where: str | None = None  # a condition over the event's columns and properties
+    not_followed_by: str | list[str] | None = None
+    within: Duration | None = None
+    destinations: list[str] = Field(min_length=1)
+    description: str | None = None
+
+    @field_validator("destinations", mode="before")
+    @classmethod
+    def _one_or_more(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _check(self) -> TriggerConfig:
+        if (self.segment is None) == (self.event is None):
+            raise ValueError("give exactly one of `segment` (entry/exit) or `event`")
+        if self.segment is not None and (self.where or self.not_followed_by or self.within):
+            raise ValueError("`where`, `not_followed_by` and `within` apply to event triggers")
+        if (self.not_followed_by is None) != (self.within is None):
+            raise ValueError("`not_followed_by` and `within` go together (e.g. within: 30m)")
+        return self
+
+
 class ProjectConfig(_Strict):
     name: str
     store: str = "panorama.duckdb"
@@ -146,6 +287,10 @@ class ProjectConfig(_Strict):
     server: ServerConfig = Field(default_factory=ServerConfig)
     sources: dict[str, SourceConfig] = Field(default_factory=dict)
     predictions: PredictionsConfig = Field(default_factory=PredictionsConfig)
+    # segments, triggers and destinations by name (docs/segments.md, docs/activation.md)
+    segments: dict[str, SegmentConfig] = Field(default_factory=dict)
+    triggers: dict[str, TriggerConfig] = Field(default_factory=dict)
+    destinations: dict[str, DestinationConfig] = Field(default_factory=dict)
 
     @field_validator("sources")
     @classmethod
@@ -154,6 +299,43 @@ class ProjectConfig(_Strict):
             if not name.replace("_", "").replace("-", "").isalnum():
                 raise ValueError(f"source name {name!r}: use letters, digits, '_' or '-'")
         return sources
+
+    @field_validator("segments", mode="before")
+    @classmethod
+    def _segment_shorthand(cls, value: Any) -> Any:
+        # `name: "expression"` is short for `name: {where: "expression"}`
+        if isinstance(value, dict):
+            return {k: {"where": v} if isinstance(v, str) else v for k, v in value.items()}
+        return value
+
+    @field_validator("segments", "triggers", "destinations")
+    @classmethod
+    def _activation_names(cls, value: dict) -> dict:
+        import re
+
+        for name in value:
+            if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_-]{0,62}", name):
+                raise ValueError(f"name {name!r}: use letters, digits, '_' or '-', starting with a letter")
+        return value
+
+    @model_validator(mode="after")
+    def _activation_references(self) -> ProjectConfig:
+        for name, trigger in self.triggers.items():
+            if trigger.segment is not None and trigger.segment not in self.segments:
+                raise ValueError(f"triggers.{name}.segment: unknown segment {trigger.segment!r}; "
+                                 f"configured: {', '.join(self.segments) or '(none)'}")
+            for dest in trigger.destinations:
+                if dest not in self.destinations:
+                    raise ValueError(f"triggers.{name}.destinations: unknown destination {dest!r}; "
+                                     f"configured: {', '.join(self.destinations) or '(none)'}")
+                if self.destinations[dest].type == "file":
+                    raise ValueError(f"triggers.{name}.destinations: {dest!r} is a file export of a "
+                                     "segment; triggers send to webhook or email destinations")
+        for name, dest in self.destinations.items():
+            if dest.type == "file" and dest.segment not in self.segments:
+                raise ValueError(f"destinations.{name}.segment: unknown segment {dest.segment!r}; "
+                                 f"configured: {', '.join(self.segments) or '(none)'}")
+        return self
 
 
 class Project:
