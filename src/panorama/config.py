@@ -86,8 +86,88 @@ class SourceConfig(_Strict):
         return cols
 
 
+class IdentifierRule(_Strict):
+    """How one identifier type links profiles (docs/identity.md). Unset keys take the type's
+    defaults (by name: `user_id` 100, other ids 90, `email` 80, `phone` 60, `device_id` 40,
+    `anonymous_id` 20)."""
+
+    # how values are normalised: email, phone, id (exact, trimmed), id_ci (case-insensitive)
+    kind: Literal["email", "phone", "id", "id_ci"] | None = None
+    # trust: links are applied in priority order; when a limit would be broken the
+    # lower-priority link is the one refused, and a record's profile follows its
+    # highest-priority identifier
+    priority: Annotated[int, Field(ge=0, le=1000)] | None = None
+    # at most this many distinct values of this type in one profile
+    max_per_profile: Annotated[int, Field(ge=1)] | None = None
+    # a value seen together with more than this many distinct values of one higher-priority
+    # type is shared (a household landline, info@ mailbox, a kiosk's anonymousId): it stops
+    # linking
+    shared_threshold: Annotated[int, Field(ge=1)] | None = None
+    # false: kept on profiles but never used to link
+    link: bool = True
+
+
+class EmailRules(_Strict):
+    """Email normalisation beyond case and whitespace."""
+
+    # domains whose mailboxes ignore a "+tag" in the local part ("*" = every domain)
+    plus_tags: list[str] = Field(default_factory=lambda: ["*"])
+    # domains whose mailboxes ignore dots in the local part
+    ignore_dots: list[str] = Field(default_factory=lambda: ["gmail.com", "googlemail.com"])
+    # domain -> the domain it is another name of
+    domain_aliases: dict[str, str] = Field(default_factory=lambda: {"googlemail.com": "gmail.com"})
+    # correct one-letter typos of well-known consumer domains (gmial.com -> gmail.com)
+    fix_domain_typos: bool = True
+
+
+class ConflictRules(_Strict):
+    """Person attributes that keep two profiles apart when they disagree (a merge through a
+    shared identifier is refused). Compared on records and identify calls only."""
+
+    first_name: bool = True
+    birth_date: bool = True
+
+
+class SplinkSettings(_Strict):
+    """Probabilistic matching of person-like records that share no reliable identifier."""
+
+    enabled: bool = True
+    # pairs at or above this match probability become links (0.9-0.999)
+    threshold: Annotated[float, Field(ge=0.9, le=0.999)] = 0.95
+    # SQL blocking rules over l./r. columns first_name, last_name, birth_date, postal_code,
+    # address, email, email_local, phone, city (default: docs/identity.md)
+    blocking: list[str] | None = None
+    # sources whose records take part (default: every records source)
+    sources: list[str] | None = None
+    # include identify calls carrying a name (web sign-ups)
+    identify_events: bool = False
+    # record pairs sampled to estimate u
+    max_pairs: Annotated[int, Field(ge=10_000)] = 2_000_000
+    seed: int = 42
+
+
+SurvivorshipRule = Literal["most_recent", "most_frequent", "source_priority", "first_seen"]
+
+
+class SurvivorshipConfig(_Strict):
+    """Which value of an attribute wins on the golden record."""
+
+    default: SurvivorshipRule = "most_recent"
+    # attribute -> a rule, or a list of sources (a custom order; then most recent)
+    attributes: dict[str, SurvivorshipRule | list[str]] = Field(default_factory=dict)
+
+
 class IdentityConfig(_Strict):
     default_region: str = "US"
+    identifiers: dict[str, IdentifierRule] = Field(default_factory=dict)
+    # identifier type (or "*" for every type) -> values that never link (compared after
+    # normalisation); added to the built-in list unless default_blocklist is false
+    blocked_values: dict[str, list[str]] = Field(default_factory=dict)
+    default_blocklist: bool = True
+    email: EmailRules = Field(default_factory=EmailRules)
+    conflicts: ConflictRules = Field(default_factory=ConflictRules)
+    splink: SplinkSettings = Field(default_factory=SplinkSettings)
+    survivorship: SurvivorshipConfig = Field(default_factory=SurvivorshipConfig)
 
     @field_validator("default_region")
     @classmethod
@@ -116,6 +196,17 @@ class ClvPredictionConfig(_Strict):
     horizon_days: Annotated[int, Field(ge=7, le=1095)] = 365
 
 
+class SubscriptionPredictionConfig(_Strict):
+    """Subscription churn: P(an active subscriber cancels in the next `horizon_days`); trained only
+    when the log has subscription events."""
+
+    horizon_days: Annotated[int, Field(ge=7, le=1095)] = 90
+    start_events: list[str] = Field(
+        default_factory=lambda: ["Subscription Started", "Subscription Renewed", "Trial Converted"])
+    cancel_events: list[str] = Field(
+        default_factory=lambda: ["Subscription Cancelled", "Subscription Canceled", "Subscription Ended"])
+
+
 class PredictionsConfig(_Strict):
     """Predictions (docs/predictions.md)."""
 
@@ -126,6 +217,7 @@ class PredictionsConfig(_Strict):
     item_events: list[str] = Field(default_factory=lambda: ["Product Purchased", "Order Completed"])
     churn: ChurnPredictionConfig = Field(default_factory=ChurnPredictionConfig)
     clv: ClvPredictionConfig = Field(default_factory=ClvPredictionConfig)
+    subscription: SubscriptionPredictionConfig = Field(default_factory=SubscriptionPredictionConfig)
     # stacked past training windows (labels of each end before the as-of date)
     training_windows: Annotated[int, Field(ge=1, le=24)] = 4
     # days between the cutoffs of consecutive training windows (default: min(horizon, 90))
@@ -137,6 +229,101 @@ class PredictionsConfig(_Strict):
     # cap on stacked training rows (uniform sample of profiles beyond it)
     max_training_rows: Annotated[int, Field(ge=1000)] = 1_000_000
     threads: Annotated[int, Field(ge=1, le=256)] = 2
+
+
+TRAIT_AGGREGATIONS = (
+    "count", "sum", "avg", "min", "max", "first", "last", "first_time", "last_time",
+    "previous_time", "days_since_first", "days_since_last", "distinct_count", "most_frequent",
+    "list_distinct", "sessions",
+)
+
+
+class TraitConfig(_Strict):
+    """One computed trait (docs/traits.md): an aggregation over a profile's events (or source
+    records), with optional filters and a time window; or `expr`, a SQL expression over other
+    traits."""
+
+    event: str | list[str] | None = None
+    type: str | list[str] | None = None
+    source: str | list[str] | None = None
+    attribute: str | None = None
+    property: str | None = None
+    agg: Literal[TRAIT_AGGREGATIONS] | None = None  # type: ignore[valid-type]
+    where: str | dict[str, str | int | float | bool | list[str | int | float]] | None = None
+    window: str | None = None
+    unique_by: str | None = None
+    expr: str | None = None
+    cast: Literal["number", "integer", "text", "boolean"] | None = None
+    description: str | None = None
+
+    @field_validator("window")
+    @classmethod
+    def _window(cls, value: str | None) -> str | None:
+        import re
+
+        if value is not None and not re.fullmatch(r"\s*\d+\s*[dwy]\s*", value):
+            raise ValueError(f"window {value!r}: use a number of days, weeks or years, e.g. 90d, 12w, 1y")
+        return value
+
+    @model_validator(mode="after")
+    def _check(self) -> TraitConfig:
+        if self.expr is not None:
+            extra = [k for k in ("event", "type", "source", "attribute", "property", "agg", "where",
+                                 "window", "unique_by") if getattr(self, k) is not None]  # fmt: skip
+            if extra:
+                raise ValueError(f"`expr` is computed from other traits; remove {', '.join(extra)}")
+            return self
+        if self.agg is None:
+            raise ValueError("give `agg` (an aggregation) or `expr` (a formula over other traits)")
+        needs_value = self.agg in ("sum", "avg", "min", "max", "first", "last", "distinct_count",
+                                   "most_frequent", "list_distinct")  # fmt: skip
+        if needs_value and not (self.property or self.attribute):
+            raise ValueError(f"agg {self.agg} needs `property` (an event property) or `attribute`")
+        if self.attribute is not None:
+            if self.property or self.event or self.type or self.unique_by or self.window:
+                raise ValueError("`attribute` reads source records: `property`, `event`, `type`, "
+                                 "`unique_by` and `window` apply to events only")
+            if self.agg == "sessions":
+                raise ValueError("agg sessions applies to events only")
+        return self
+
+
+class LifecycleConfig(_Strict):
+    """Lifecycle stage thresholds in days (docs/traits.md). Unset thresholds are derived from the
+    data's inter-purchase times: `active_days` = the `active_quantile` of the gaps between a
+    customer's consecutive purchase days, `lapsed_days` = the `lapsed_quantile`."""
+
+    new_days: Annotated[int, Field(ge=1)] | None = None
+    active_days: Annotated[int, Field(ge=1)] | None = None
+    lapsed_days: Annotated[int, Field(ge=1)] | None = None
+    active_quantile: Annotated[float, Field(gt=0, lt=1)] = 0.75
+    lapsed_quantile: Annotated[float, Field(gt=0, lt=1)] = 0.9
+    # fewer repeat-purchase gaps than this: use the fixed fallbacks 90 / 365 days
+    min_gaps: Annotated[int, Field(ge=1)] = 30
+
+    @model_validator(mode="after")
+    def _order(self) -> LifecycleConfig:
+        if self.active_quantile >= self.lapsed_quantile:
+            raise ValueError("active_quantile must be below lapsed_quantile")
+        if self.active_days and self.lapsed_days and self.active_days >= self.lapsed_days:
+            raise ValueError("active_days must be below lapsed_days")
+        return self
+
+
+class MetricsConfig(_Strict):
+    """Customer metrics (docs/metrics.md)."""
+
+    # profit = revenue x gross_margin (historical CLV)
+    gross_margin: Annotated[float, Field(gt=0, le=1)] = 1.0
+    # survey answers: the score is the property `nps_property` (0-10) / `csat_property` (1-5)
+    nps_events: list[str] = Field(default_factory=lambda: ["NPS Survey Answered"])
+    nps_property: str = "value"
+    csat_events: list[str] = Field(
+        default_factory=lambda: ["Ticket Opened", "Ticket Solved", "CSAT Survey Answered"]
+    )
+    csat_property: str = "value"
+    # support tickets (tickets, resolution)
+    ticket_events: list[str] = Field(default_factory=lambda: ["Ticket Opened", "Ticket Created"])
 
 
 # -- segments, triggers, destinations (docs/segments.md, docs/activation.md) --------------------
@@ -287,10 +474,25 @@ class ProjectConfig(_Strict):
     server: ServerConfig = Field(default_factory=ServerConfig)
     sources: dict[str, SourceConfig] = Field(default_factory=dict)
     predictions: PredictionsConfig = Field(default_factory=PredictionsConfig)
+    # computed traits by name (a null value drops a built-in trait); docs/traits.md
+    traits: dict[str, TraitConfig | None] = Field(default_factory=dict)
+    lifecycle: LifecycleConfig = Field(default_factory=LifecycleConfig)
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     # segments, triggers and destinations by name (docs/segments.md, docs/activation.md)
     segments: dict[str, SegmentConfig] = Field(default_factory=dict)
     triggers: dict[str, TriggerConfig] = Field(default_factory=dict)
     destinations: dict[str, DestinationConfig] = Field(default_factory=dict)
+
+    @field_validator("traits")
+    @classmethod
+    def _trait_names(cls, traits: dict[str, TraitConfig | None]) -> dict[str, TraitConfig | None]:
+        import re
+
+        for name in traits:
+            if not re.fullmatch(r"[a-z][a-z0-9_]{0,62}", name):
+                raise ValueError(f"trait name {name!r}: use lower-case letters, digits and '_', "
+                                 "starting with a letter")
+        return traits
 
     @field_validator("sources")
     @classmethod

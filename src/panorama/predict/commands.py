@@ -66,7 +66,7 @@ def predict(
                   title=f"predictions as of {result.as_of:%Y-%m-%d}")
     for kind, record in result.models.items():
         m = record.metrics.get("model", {})
-        val = (f"AUC {_fmt(m.get('roc_auc'))}" if kind == "churn"
+        val = (f"AUC {_fmt(m.get('roc_auc'))}" if kind != "clv"
                else f"Gini {_fmt(m.get('normalized_gini'))}")
         summary = result.summary[kind]
         table.add_row(kind, record.model_id, f"{record.horizon_days} d", f"{result.scored[kind]:,}",
@@ -99,7 +99,7 @@ def evaluate_predictions(
         raise typer.Exit(1)
 
 
-_NAMES = {"model": "model (LightGBM)", "recency": "recency alone", "bgnbd": "BG/NBD P(no purchase)",
+_NAMES = {"model": "model (LightGBM)", "recency": "recency alone", "activity_recency": "days since any activity", "bgnbd": "BG/NBD P(no purchase)",
           "bgnbd_gg": "BG/NBD + Gamma-Gamma", "last_period_spend": "last period's spend"}
 
 
@@ -110,8 +110,8 @@ def print_report(report: dict) -> None:
     for kind, r in report["results"].items():
         title = (f"{kind}: backtest as of {report['as_of']}, horizon {r['horizon_days']} days "
                  f"({r['window']}), trained on windows {', '.join(r['training_windows'])}")
-        if kind == "churn":
-            table = Table("churn = no purchase in the horizon", "customers", "churn rate", "ROC AUC", "PR AUC",
+        if kind != "clv":
+            table = Table("churn = no purchase in the horizon" if kind == "churn" else "cancels in the horizon", "customers", "churn rate", "ROC AUC", "PR AUC",
                           "Brier", "calibration error", title=title)
             for name, m in r["metrics"].items():
                 table.add_row(_NAMES.get(name, name), f"{m['n']:,}", _fmt(m["base_rate"]), _fmt(m["roc_auc"]),
@@ -144,8 +144,8 @@ def report_markdown(report: dict) -> str:
     for kind, r in report["results"].items():
         lines.append(f"**{kind}**, as of {report['as_of']}, horizon {r['horizon_days']} days ({r['window']}); "
                      f"trained on windows with cutoffs {', '.join(r['training_windows'])} ({r['n_train']:,} rows)\n")
-        if kind == "churn":
-            lines.append("| churn | customers | churn rate | ROC AUC | PR AUC | Brier | calibration error |")
+        if kind != "clv":
+            lines.append(f"| {kind} | customers | churn rate | ROC AUC | PR AUC | Brier | calibration error |")
             lines.append("|---|---|---|---|---|---|---|")
             for name, m in r["metrics"].items():
                 lines.append(f"| {_NAMES.get(name, name)} | {m['n']:,} | {f(m['base_rate'])} | {f(m['roc_auc'])} | "
@@ -191,7 +191,7 @@ def models(
                   "best baseline", "data", "trained", title="models")
     for r in rows:
         m, bases = r.metrics.get("model", {}), r.metrics.get("baselines", {})
-        key, label = ("roc_auc", "AUC") if r.kind == "churn" else ("normalized_gini", "Gini")
+        key, label = ("roc_auc", "AUC") if r.kind != "clv" else ("normalized_gini", "Gini")
         best = max(((n, b.get(key)) for n, b in bases.items() if b.get(key) is not None),
                    key=lambda t: t[1], default=(None, None))
         status = r.status if r.accepted else f"[yellow]{r.status}[/]"

@@ -26,7 +26,7 @@ import pandas as pd
 from panorama.config import PredictionsConfig
 from panorama.store import Store
 
-FEATURE_SET = "fs1"  # bump when the feature definitions change (models record it)
+FEATURE_SET = "fs2"  # bump when the feature definitions change (models record it)
 DAY_S = 86400.0
 
 
@@ -159,6 +159,13 @@ FEATURES: tuple[Feature, ...] = (
        lambda v: "not a loyalty member" if v is None else f"loyalty member for {_days(v)}"),
     _f("loyalty_tier", "loyalty tier rank (1 Bronze .. 4 Platinum), if known at the cutoff",
        lambda v: "loyalty tier unknown" if v is None else f"loyalty tier {_TIERS.get(round(v), _n(v))}"),
+    # subscriptions
+    _f("subscription_active", "has an active subscription (last subscription event is a start or renewal)",
+       lambda v: "active subscriber" if v else "no active subscription"),
+    _f("subscription_days", "days since the subscription started or was last renewed",
+       lambda v: "no active subscription" if v is None else f"subscribed or renewed {_days(v)} ago"),
+    _f("subscription_cancels", "subscriptions cancelled before",
+       lambda v: "never cancelled a subscription" if not v else f"cancelled {_plural(v, 'subscription')} before"),
 )
 FEATURE_NAMES: tuple[str, ...] = tuple(f.name for f in FEATURES)
 BY_NAME = {f.name: f for f in FEATURES}
@@ -219,6 +226,8 @@ class FeatureBuilder:
         """Copy events strictly before `until` (and the records) into temporary tables."""
         purchase = _sql_list(self.config.purchase_events)
         items = _sql_list(self.config.item_events)
+        sub_start = _sql_list(self.config.subscription.start_events)
+        sub_cancel = _sql_list(self.config.subscription.cancel_events)
         self.cur.execute(f"""
             CREATE OR REPLACE TEMP TABLE _predict_events AS
             SELECT profile_id, ts, kind,
@@ -235,6 +244,8 @@ class FeatureBuilder:
                        list_contains({items}, event) AS is_item,
                        CASE
                          WHEN list_contains({purchase}, event) THEN 'purchase'
+                         WHEN list_contains({sub_start}, event) THEN 'sub_start'
+                         WHEN list_contains({sub_cancel}, event) THEN 'sub_cancel'
                          WHEN type IN ('page', 'screen') THEN 'web'
                          WHEN type <> 'track' OR event IS NULL THEN 'other'
                          WHEN regexp_matches(lower(event), '^(product|products) (viewed|list viewed|searched|clicked)')
@@ -287,10 +298,13 @@ class FeatureBuilder:
         row = self.cur.execute("""
             SELECT min(ts) FILTER (kind = 'purchase'), max(ts) FILTER (kind = 'purchase'),
                    min(ts), max(ts), count(*) FILTER (kind = 'purchase'),
-                   count(DISTINCT profile_id) FILTER (kind = 'purchase')
+                   count(DISTINCT profile_id) FILTER (kind = 'purchase'),
+                   min(ts) FILTER (kind IN ('sub_start', 'sub_cancel')),
+                   count(*) FILTER (kind IN ('sub_start', 'sub_cancel'))
             FROM _predict_events
         """).fetchone()
-        keys = ("first_purchase", "last_purchase", "first_event", "last_event", "purchases", "buyers")
+        keys = ("first_purchase", "last_purchase", "first_event", "last_event", "purchases", "buyers",
+                "first_subscription", "subscription_events")
         return dict(zip(keys, row, strict=True))
 
     def features(self, cutoff: dt.datetime) -> pd.DataFrame:
@@ -355,7 +369,10 @@ class FeatureBuilder:
                    count(*) FILTER (kind = 'ticket' AND ts >= {d(365)}) AS tickets_365d,
                    arg_max(value, ts) FILTER (kind = 'ticket' AND value BETWEEN 1 AND 5) AS last_csat,
                    avg(value) FILTER (kind = 'ticket' AND value BETWEEN 1 AND 5) AS avg_csat,
-                   arg_max(value, ts) FILTER (kind = 'nps' AND value BETWEEN 0 AND 10) AS last_nps
+                   arg_max(value, ts) FILTER (kind = 'nps' AND value BETWEEN 0 AND 10) AS last_nps,
+                   arg_max(kind, ts) FILTER (kind IN ('sub_start', 'sub_cancel')) AS last_sub_kind,
+                   max(ts) FILTER (kind = 'sub_start') AS last_sub_start,
+                   count(*) FILTER (kind = 'sub_cancel') AS sub_cancels
             FROM ev GROUP BY profile_id
         ),
         rec AS (
@@ -409,7 +426,10 @@ class FeatureBuilder:
                {age('a.last_seen')} AS days_since_activity,
                CASE WHEN rec.loyalty_since IS NOT NULL THEN 1 ELSE 0 END AS loyalty_member,
                {age('rec.loyalty_since')} AS loyalty_days,
-               rec.loyalty_tier
+               rec.loyalty_tier,
+               CASE WHEN a.last_sub_kind = 'sub_start' THEN 1 ELSE 0 END AS subscription_active,
+               CASE WHEN a.last_sub_kind = 'sub_start' THEN {age('a.last_sub_start')} END AS subscription_days,
+               coalesce(a.sub_cancels, 0) AS subscription_cancels
         FROM ids
         LEFT JOIN o USING (profile_id)
         LEFT JOIN gaps g USING (profile_id)
@@ -433,6 +453,15 @@ class FeatureBuilder:
                   WHERE kind = 'purchase' AND ts >= {ts_literal(cutoff)} AND ts < {ts_literal(end)}
                   GROUP BY profile_id, oid)
             GROUP BY profile_id
+        """).df()
+
+    def cancellations(self, cutoff: dt.datetime, horizon_days: int) -> pd.DataFrame:
+        """Profiles with a subscription cancellation in [cutoff, cutoff + horizon)."""
+        end = cutoff + dt.timedelta(days=horizon_days)
+        self._check(end)
+        return self.cur.execute(f"""
+            SELECT DISTINCT profile_id, 1.0 AS cancelled FROM _predict_events
+            WHERE kind = 'sub_cancel' AND ts >= {ts_literal(cutoff)} AND ts < {ts_literal(end)}
         """).df()
 
     def rfm_summary(self, cutoff: dt.datetime) -> pd.DataFrame:

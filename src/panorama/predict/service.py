@@ -32,7 +32,14 @@ from panorama.predict.features import FEATURE_NAMES, FEATURE_SET, FeatureBuilder
 from panorama.predict.metrics import churn_metrics, clv_metrics
 from panorama.store import Store
 
-KINDS = ("churn", "clv")
+KINDS = ("churn", "clv", "subscription")
+# binary kinds: target column, the column of the recency baseline, the population column (> 0)
+BINARY = {
+    "churn": ("churned", "recency_days", "frequency"),
+    "subscription": ("cancelled", "days_since_activity", "subscription_active"),
+}
+POPULATION = {"churn": "customers (profiles with a purchase before the cutoff)",
+              "subscription": "active subscribers", "clv": "profiles"}
 Log = Callable[[str], None]
 
 
@@ -90,7 +97,11 @@ def training_cutoffs(config: PredictionsConfig, kind: str, as_of: dt.datetime, s
     """The training windows' cutoffs that have enough history before them, latest first."""
     h = horizon(config, kind)
     step = step_days(config, h)
-    first = span.get("first_purchase")
+    first = span.get("first_subscription" if kind == "subscription" else "first_purchase")
+    if first is None and kind == "subscription":
+        events = ", ".join(repr(e) for e in config.subscription.start_events + config.subscription.cancel_events)
+        raise InsufficientData(f"subscription: no subscription events before {_date(as_of)} (events named "
+                               f"{events}; `predictions.subscription.start_events` / `cancel_events`)")
     if first is None:
         events = ", ".join(repr(e) for e in config.purchase_events)
         raise InsufficientData(
@@ -107,7 +118,8 @@ def training_cutoffs(config: PredictionsConfig, kind: str, as_of: dt.datetime, s
             f"{kind} (horizon {h} days): training needs a past window whose labels end by the as-of date "
             f"{_date(as_of)}, i.e. features before {_date(latest)} and labels from {_date(latest)} to "
             f"{_date(as_of)}, with at least {config.min_history_days} days of purchase history before "
-            f"{_date(latest)}; the first purchase is on {first:%Y-%m-%d}, "
+            f"{_date(latest)}; the first {'subscription event' if kind == 'subscription' else 'purchase'} "
+            f"is on {first:%Y-%m-%d}, "
             f"{'only ' + str(max(have, 0)) + ' days' if have > 0 else 'after that cutoff'}. "
             f"Use a later --as-of (at least {_next_day(first + need + dt.timedelta(days=h)):%Y-%m-%d}), a shorter "
             f"`predictions.{kind}.horizon_days`, or a smaller `predictions.min_history_days`"
@@ -147,7 +159,7 @@ def _subsample(df: pd.DataFrame, limit: int, seed: int = 7) -> pd.DataFrame:
 
 def _load_boosters(record: registry.ModelRecord) -> dict:
     return {name: M.booster_from(text) for name, text in record.artifact.items()
-            if name in ("churn", "buy", "spend")}
+            if name in ("churn", "subscription", "buy", "spend")}
 
 
 def _recency_from(record: registry.ModelRecord) -> M.RecencyBaseline | None:
@@ -199,6 +211,11 @@ class Predictor:
             df[["future_orders", "future_revenue", "last_period_spend"]] = df[
                 ["future_orders", "future_revenue", "last_period_spend"]].fillna(0.0).astype(float)
             df["churned"] = (df["future_orders"] == 0).astype(float)
+            if self._span and self._span.get("subscription_events"):
+                df = df.merge(self.fb.cancellations(cutoff, h), on="profile_id", how="left")
+                df["cancelled"] = df["cancelled"].fillna(0.0)
+            else:
+                df["cancelled"] = 0.0
             self._labels[key] = df
         return self._labels[key]
 
@@ -216,8 +233,8 @@ class Predictor:
         frames = []
         for k, c in enumerate(cutoffs):
             df = self.labelled(c, h)
-            if kind == "churn":
-                df = df[df["frequency"] > 0]
+            if kind in BINARY:
+                df = df[df[BINARY[kind][2]] > 0]
             df = _subsample(df, per_window, seed=7 + k).copy()
             df["window"] = k
             frames.append(df)
@@ -227,18 +244,19 @@ class Predictor:
         h = horizon(self.config, kind)
         cfg = self.config
         windows = ", ".join(f"{_date(c)}..{_date(c + dt.timedelta(days=h))}" for c in cutoffs)
-        who = "customers (profiles with a purchase before the cutoff)" if kind == "churn" else "profiles"
+        who = POPULATION[kind]
         problems = []
         if len(data) < cfg.min_training_profiles:
             problems.append(f"{len(data)} training rows of {who}, need at least {cfg.min_training_profiles}")
-        if kind == "churn":
-            pos, neg = int(data["churned"].sum()), int((1 - data["churned"]).sum())
+        if kind in BINARY:
+            target = BINARY[kind][0]
+            pos, neg = int(data[target].sum()), int((1 - data[target]).sum())
+            gone, stayed = (("without a purchase in the label window (churned)", "who bought again in the label window")
+                            if kind == "churn" else ("who cancelled in the label window", "who did not cancel"))
             if pos < cfg.min_class_count:
-                problems.append(f"{pos} customers without a purchase in the label window (churned), "
-                                f"need at least {cfg.min_class_count}")
+                problems.append(f"{pos} {who} {gone}, need at least {cfg.min_class_count}")
             if neg < cfg.min_class_count:
-                problems.append(f"{neg} customers who bought again in the label window, "
-                                f"need at least {cfg.min_class_count}")
+                problems.append(f"{neg} {who} {stayed}, need at least {cfg.min_class_count}")
         else:
             buyers = int((data["future_revenue"] > 0).sum())
             if buyers < cfg.min_class_count:
@@ -278,27 +296,29 @@ class Predictor:
         boosters: dict = {}
         recency = None
         grow = len(data) / max(len(tr), 1)
-        if kind == "churn":
-            b = M.fit_booster("binary", X, tr["churned"].to_numpy(), threads, Xv, va["churned"].to_numpy())
+        if kind in BINARY:
+            target, rec_col, _ = BINARY[kind]
+            base_name = "recency" if kind == "churn" else "activity_recency"
+            b = M.fit_booster("binary", X, tr[target].to_numpy(), threads, Xv, va[target].to_numpy())
             rounds = max(int(round(b.best_iteration * grow)), 10) if b.best_iteration else b.num_trees()
             pv = M.predict(b, Xv, threads, num_iteration=b.best_iteration or None)
-            recency = M.RecencyBaseline.fit(tr["recency_days"].to_numpy(), tr["churned"].to_numpy())
-            btyd, summary = self.btyd(val_cut)
-            base = {"recency": recency.predict(va["recency_days"].to_numpy())}
-            if btyd is not None:
-                s = va[["profile_id"]].merge(summary, on="profile_id", how="left")
-                base["bgnbd"] = btyd.churn(s, h)
-            metrics["model"] = churn_metrics(va["churned"], pv)
-            metrics["baselines"] = {n: churn_metrics(va["churned"], p) for n, p in base.items()}
-            recency_full = M.RecencyBaseline.fit(data["recency_days"].to_numpy(), data["churned"].to_numpy())
-            boosters["churn"] = M.fit_booster("binary", data[list(FEATURE_NAMES)],
-                                              data["churned"].to_numpy(), threads, rounds=rounds)
-            recency = recency_full
-            imp = M.importance(boosters["churn"])
-            auc, best = metrics["model"]["roc_auc"], metrics["baselines"]["recency"]["roc_auc"]
+            recency = M.RecencyBaseline.fit(tr[rec_col].to_numpy(), tr[target].to_numpy())
+            base = {base_name: recency.predict(va[rec_col].to_numpy())}
+            if kind == "churn":
+                btyd, summary = self.btyd(val_cut)
+                if btyd is not None:
+                    s = va[["profile_id"]].merge(summary, on="profile_id", how="left")
+                    base["bgnbd"] = btyd.churn(s, h)
+            metrics["model"] = churn_metrics(va[target], pv)
+            metrics["baselines"] = {n: churn_metrics(va[target], p) for n, p in base.items()}
+            recency = M.RecencyBaseline.fit(data[rec_col].to_numpy(), data[target].to_numpy())
+            boosters[kind] = M.fit_booster("binary", data[list(FEATURE_NAMES)],
+                                           data[target].to_numpy(), threads, rounds=rounds)
+            imp = M.importance(boosters[kind])
+            auc, best = metrics["model"]["roc_auc"], metrics["baselines"][base_name]["roc_auc"]
             ok = auc is not None and auc > 0.5 and (best is None or auc >= best - 0.01)
             reason = None if ok else (
-                f"validation ROC AUC {auc if auc is None else round(auc, 3)} does not beat recency alone "
+                f"validation ROC AUC {auc if auc is None else round(auc, 3)} does not beat {base_name} alone "
                 f"({best if best is None else round(best, 3)})")
         else:
             buy_tr, buy_va = (tr["future_revenue"] > 0).to_numpy(float), (va["future_revenue"] > 0).to_numpy(float)
@@ -384,15 +404,15 @@ class Predictor:
         threads = self.config.threads
         X = feats[list(record.features)]
         h = record.horizon_days
-        if kind == "churn":
-            customers = feats["frequency"].to_numpy() > 0
-            X = X[customers]
-            p = M.predict(boosters["churn"], X, threads)
-            out = pd.DataFrame({"profile_id": feats.loc[customers, "profile_id"].to_numpy(), "value": p})
-            out["label"] = np.where(p >= 0.5, "at risk", "likely to buy")
+        if kind in BINARY:
+            members = feats[BINARY[kind][2]].to_numpy() > 0
+            X = X[members]
+            p = M.predict(boosters[kind], X, threads)
+            out = pd.DataFrame({"profile_id": feats.loc[members, "profile_id"].to_numpy(), "value": p})
+            out["label"] = np.where(p >= 0.5, "at risk", "likely to buy" if kind == "churn" else "likely to stay")
             out["details"] = orjson.dumps({"horizon_days": h}).decode()
             if drivers:
-                out["drivers"] = [d.decode() for d in M.churn_drivers(boosters["churn"], X, threads=threads)]
+                out["drivers"] = [d.decode() for d in M.churn_drivers(boosters[kind], X, threads=threads)]
             return out
         clv, p_buy, spend = M.clv_predict(boosters["buy"], boosters["spend"], X, threads)
         out = pd.DataFrame({"profile_id": feats["profile_id"].to_numpy(), "value": clv})
@@ -428,6 +448,8 @@ class Predictor:
         result = PredictResult(as_of=as_of)
         chosen: dict[str, registry.ModelRecord] = {}
         for kind in kinds:
+            if kind == "subscription" and not self._span.get("subscription_events"):
+                continue  # no subscription events: nothing to predict, nothing to report
             try:
                 record, note = self.model_for(kind, as_of, retrain)
             except InsufficientData as exc:
@@ -467,6 +489,8 @@ class Predictor:
         span = self.prepare(as_of + dt.timedelta(days=longest))
         report: dict = {"as_of": _date(as_of), "results": {}, "problems": {}}
         for kind in kinds:
+            if kind == "subscription" and not span.get("subscription_events"):
+                continue
             h = horizon(self.config, kind)
             end = as_of + dt.timedelta(days=h)
             last = span.get("last_event")
@@ -487,12 +511,14 @@ class Predictor:
             btyd, summary = self.btyd(as_of)
             boosters = cand.boosters
             threads = self.config.threads
-            if kind == "churn":
-                test = test[test["frequency"] > 0]
+            if kind in BINARY:
+                target, rec_col, pop = BINARY[kind]
+                test = test[test[pop] > 0]
                 X = test[list(FEATURE_NAMES)]
-                y = test["churned"].to_numpy()
-                preds = {"model": M.predict(boosters["churn"], X, threads), "recency": cand.recency.predict(test["recency_days"])}
-                if btyd is not None:
+                y = test[target].to_numpy()
+                preds = {"model": M.predict(boosters[kind], X, threads),
+                         ("recency" if kind == "churn" else "activity_recency"): cand.recency.predict(test[rec_col])}
+                if btyd is not None and kind == "churn":
                     preds["bgnbd"] = btyd.churn(test[["profile_id"]].merge(summary, on="profile_id", how="left"), h)
                 res = {name: churn_metrics(y, p) for name, p in preds.items()}
             else:
@@ -515,7 +541,7 @@ class Predictor:
                      "training_windows": [_date(c) for c in cand.cutoffs], "n_train": cand.n_train,
                      "train_seconds": round(cand.train_seconds, 2), "status": cand.status,
                      "reason": cand.reason, "metrics": res,
-                     "importance": cand.importance if kind == "churn" else cand.importance["buy"]}
+                     "importance": cand.importance if kind in BINARY else cand.importance["buy"]}
             if btyd is not None:
                 entry["btyd_params"] = btyd.to_dict()
             if save:
@@ -537,8 +563,9 @@ class PredictResult:
 
 
 def profile_scores_sql(store: Store) -> str | None:
-    """One row per scored profile: churn_probability, churn_drivers, predicted_clv, clv_drivers
-    (drivers as JSON text), predictions_as_of. None before the first `panorama predict`."""
+    """One row per scored profile: churn_probability, churn_drivers, predicted_clv, clv_drivers,
+    subscription_churn_probability, subscription_churn_drivers (drivers as JSON text),
+    predictions_as_of. None before the first `panorama predict`."""
     if not store.table_exists("predict_scores"):
         return None
     return """
@@ -547,6 +574,9 @@ def profile_scores_sql(store: Store) -> str | None:
                CAST(any_value(drivers) FILTER (prediction = 'churn') AS VARCHAR) AS churn_drivers,
                max(value) FILTER (prediction = 'clv') AS predicted_clv,
                CAST(any_value(drivers) FILTER (prediction = 'clv') AS VARCHAR) AS clv_drivers,
+               max(value) FILTER (prediction = 'subscription') AS subscription_churn_probability,
+               CAST(any_value(drivers) FILTER (prediction = 'subscription') AS VARCHAR)
+                   AS subscription_churn_drivers,
                max(as_of) AS predictions_as_of
         FROM predict_scores GROUP BY profile_id
     """
