@@ -276,8 +276,20 @@ def demo_run(
         serve_cmd = pipeline.serve_command()
         if serve_cmd is None:
             console.print("[yellow]the web server is not part of this version yet; the pipeline is done.[/]")
-        else:
-            serve_cmd(directory)
+            return
+        _demo_write_key(directory)
+        serve_cmd(directory)
+
+
+def _demo_write_key(directory: Path) -> None:
+    """Give the demo a write key for its `web` source, so SDKs can send events at once."""
+    from panorama.ingest.keys import create_key, list_keys
+
+    with project_store(directory) as (_, store):
+        if any(k.source == "web" and k.active for k in list_keys(store)):
+            return
+        _, secret = create_key(store, "web")
+    console.print(f"write key for source 'web' (HTTP Basic user, empty password): [bold]{secret}[/]")
 
 
 # Each module adds its commands in its own `commands.py` with `register(app)`, so modules
