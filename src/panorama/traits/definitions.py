@@ -226,6 +226,20 @@ def _literal(value) -> str:
     return "'" + str(value).replace("'", "''") + "'"
 
 
+def parse_expression(text: str, where: str) -> exp.Expression:
+    """One SQL expression (no statement, no subquery); `where` prefixes error messages."""
+    try:
+        trees = sqlglot.parse(text, read=DIALECT)
+    except sqlglot.errors.ParseError as exc:
+        raise TraitError(f"{where}: not a SQL expression: {str(exc).splitlines()[0]}") from None
+    if len(trees) != 1 or trees[0] is None:
+        raise TraitError(f"{where}: give exactly one SQL expression")
+    tree = trees[0]
+    if not isinstance(tree, exp.Condition) or tree.find(exp.Query, exp.Subquery):
+        raise TraitError(f"{where}: must be an expression, not a query or statement")
+    return tree
+
+
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
@@ -273,12 +287,7 @@ class _Rewriter:
         return isinstance(node, exp.Column) and node.name.startswith(("p__", "a__"))
 
     def rewrite(self, text: str, numeric: bool = False) -> str:
-        try:
-            tree = sqlglot.parse_one(text, read=DIALECT)
-        except sqlglot.errors.ParseError as exc:
-            raise TraitError(f"{self.where}: not a SQL expression: {str(exc).splitlines()[0]}") from None
-        if isinstance(tree, exp.Query) or tree.find(exp.Query, exp.Subquery):
-            raise TraitError(f"{self.where}: must be an expression, not a query")
+        tree = parse_expression(text, self.where)
 
         def fix(node: exp.Expression) -> exp.Expression:
             if isinstance(node, exp.Column):
@@ -489,12 +498,7 @@ def compile_traits(traits: list[Trait], lifecycle: dict | None = None) -> Plan:
 
 
 def _compile_expr(trait: Trait, names: set[str], where: str) -> Expression:
-    try:
-        tree = sqlglot.parse_one(trait.spec.expr or "", read=DIALECT)
-    except sqlglot.errors.ParseError as exc:
-        raise TraitError(f"{where}.expr: not a SQL expression: {str(exc).splitlines()[0]}") from None
-    if isinstance(tree, exp.Query) or tree.find(exp.Query, exp.Subquery):
-        raise TraitError(f"{where}.expr: must be an expression over other traits, not a query")
+    tree = parse_expression(trait.spec.expr or "", f"{where}.expr")
     deps = []
     for col in tree.find_all(exp.Column):
         if col.table or col.name not in names:
