@@ -1,0 +1,162 @@
+"""Identifier and attribute normalisation."""
+
+from __future__ import annotations
+
+import pytest
+
+from panorama.config import ConfigError, IdentityConfig, parse_config
+from panorama.identity.normalize import (
+    BLOCKED,
+    INVALID,
+    OK,
+    Normalizer,
+    canonical_first_name,
+    dates_compatible,
+    first_names_compatible,
+    kind_of,
+    normalize_date,
+    normalize_postcode,
+    phone_key,
+    split_full_name,
+)
+from panorama.identity.rules import Rules
+
+GB = Normalizer(IdentityConfig(default_region="GB"))
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        (" John.Smith@Gmail.com ", "johnsmith@gmail.com"),
+        ("JOHN.SMITH@GMAIL.COM", "johnsmith@gmail.com"),
+        ("john.smith+shop@googlemail.com", "johnsmith@gmail.com"),
+        ("jane.doe+news@outlook.com", "jane.doe@outlook.com"),  # dots kept outside gmail
+        ("j.smith@gmial.com", "jsmith@gmail.com"),  # one-letter domain typo
+        ("a.b@hotmail.co.k", "a.b@hotmail.co.uk"),
+        ("mailto:Ann@Example.co.uk", "ann@example.co.uk"),
+        ("info@firm.co.uk", "info@firm.co.uk"),
+        ("mike@mail.com", "mike@mail.com"),  # a real domain is not a typo of gmail.com
+    ],
+)
+def test_email_normalised(raw, expected):
+    assert GB.email(raw) == (expected, OK)
+
+
+@pytest.mark.parametrize("raw", ["bad@@x.com", "foo@bar", "plain", "", "   ", "a b@c.com", "@gmail.com"])
+def test_invalid_email(raw):
+    assert GB.email(raw)[1] == INVALID
+
+
+@pytest.mark.parametrize(
+    "raw", ["test@test.com", "no@email.com", "a@a.com", "noemail@gmail.com", "NONE@NONE.COM", "x@y.org"]
+)
+def test_junk_email_blocked(raw):
+    assert GB.email(raw)[1] == BLOCKED
+
+
+def test_email_rules_configurable():
+    config = IdentityConfig(email={"plus_tags": ["gmail.com"], "ignore_dots": [], "fix_domain_typos": False})
+    n = Normalizer(config)
+    assert n.email("a.b+x@gmail.com") == ("a.b@gmail.com", OK)
+    assert n.email("a+x@outlook.com") == ("a+x@outlook.com", OK)
+    assert n.email("a@gmial.com") == ("a@gmial.com", OK)
+    assert n.fingerprint() != GB.fingerprint()
+
+
+@pytest.mark.parametrize(
+    "raw",
+    ["07911 559242", "07911559242", "+44 7911 559242", "+447911559242", "0044 7911-559242",
+     "(07911) 559242", "+44 (0)7911 559242", "07911-559-242"],
+)  # fmt: skip
+def test_uk_phone_formats(raw):
+    assert GB.phone(raw) == ("+447911559242", OK)
+
+
+def test_phone_region_and_junk():
+    us = Normalizer(IdentityConfig(default_region="US"))
+    assert us.phone("(212) 555-0100") == ("+12125550100", OK)
+    assert us.phone("+44 20 7946 0958") == ("+442079460958", OK)
+    assert GB.phone("0161 496 0123") == ("+441614960123", OK)
+    for junk in ("07000000000", "01234567890", "1234567890"):
+        assert GB.phone(junk)[1] == BLOCKED
+    for bad in ("0000000000", "12345", "abc", "999"):
+        assert GB.phone(bad)[1] in (INVALID, BLOCKED)
+    assert phone_key("+44 (0)7911 559242") == "+447911559242"
+
+
+def test_other_identifiers_and_blocklists():
+    assert GB.identifier("user_id", "  C123 ") == ("C123", OK)
+    assert GB.identifier("crm_id", "N/A")[1] == BLOCKED
+    assert GB.identifier("loyalty_id", "unknown")[1] == BLOCKED
+    n = Normalizer(IdentityConfig(blocked_values={"user_id": ["GUEST-1"], "*": ["ZZZ"]}))
+    assert n.identifier("user_id", "guest-1")[1] == BLOCKED
+    assert n.identifier("crm_id", "zzz")[1] == BLOCKED
+    assert n.identifier("crm_id", "C1")[1] == OK
+    assert n.identifier("email", "Ann@X.com") == ("ann@x.com", OK)
+    off = Normalizer(IdentityConfig(default_blocklist=False))
+    assert off.identifier("crm_id", "unknown")[1] == OK
+
+
+def test_kinds_and_rules():
+    assert kind_of("email") == "email" and kind_of("work_email") == "email"
+    assert kind_of("phone") == "phone" and kind_of("home_phone") == "phone"
+    assert kind_of("crm_id") == "id"
+    config = IdentityConfig(identifiers={"crm_id": {"kind": "id_ci", "priority": 95, "max_per_profile": 1}})
+    rules = Rules(config, ["email", "anonymous_id", "user_id"])
+    assert rules.rule("crm_id").kind == "id_ci" and rules.rule("crm_id").max_per_profile == 1
+    assert [r.type for r in rules.all()] == ["user_id", "crm_id", "email", "anonymous_id"]
+    assert rules.rule("email").shared_threshold == 5 and rules.rule("user_id").shared_threshold is None
+
+
+def test_identity_config_errors_name_the_key():
+    with pytest.raises(ConfigError, match=r"identity\.splink\.threshold"):
+        parse_config({"name": "a", "identity": {"splink": {"threshold": 0.5}}})
+    with pytest.raises(ConfigError, match=r"identity\.identifiers\.email\.max_per_profile"):
+        parse_config({"name": "a", "identity": {"identifiers": {"email": {"max_per_profile": 0}}}})
+    with pytest.raises(ConfigError, match=r"identity\.survivorship\.default"):
+        parse_config({"name": "a", "identity": {"survivorship": {"default": "newest"}}})
+    with pytest.raises(ConfigError, match=r"identity\.identifiers\.email\.kind"):
+        parse_config({"name": "a", "identity": {"identifiers": {"email": {"kind": "mail"}}}})
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("Smith, John", ("john", "smith")),
+        ("Mr J. Smith", ("j", "smith")),
+        ("  JOHN   SMITH ", ("john", "smith")),
+        ("Dr Jane Mary O'Brien-Jones", ("jane", "obrienjones")),
+        ("José García", ("jose", "garcia")),
+        ("Madonna", (None, "madonna")),
+        ("", (None, None)),
+    ],
+)
+def test_split_full_name(raw, expected):
+    assert split_full_name(raw) == expected
+
+
+def test_first_names():
+    assert canonical_first_name("bob") == "robert"
+    assert canonical_first_name("liz") == "elizabeth"
+    assert first_names_compatible("bob", "robert")
+    assert first_names_compatible("jonh", "john")  # swapped letters
+    assert first_names_compatible("j", "john")  # an initial
+    assert first_names_compatible("sam", "samantha")
+    assert first_names_compatible("michael", "micheal")
+    assert not first_names_compatible("john", "joan")
+    assert not first_names_compatible("jane", "john")
+    assert not first_names_compatible("emily", "emma")
+
+
+def test_dates_and_postcodes():
+    assert normalize_date("28/03/1950") == "1950-03-28"
+    assert normalize_date("03/28/1950", "US") == "1950-03-28"
+    assert normalize_date("1950-03-28T00:00:00Z") == "1950-03-28"
+    assert normalize_date("19500328") == "1950-03-28"
+    assert normalize_date("31/02/1950") is None
+    assert normalize_date("soon") is None
+    assert dates_compatible("1950-03-12", "1950-12-03")  # day and month swapped
+    assert not dates_compatible("1950-03-12", "1951-03-12")
+    assert normalize_postcode("m145rt") == "M14 5RT"
+    assert normalize_postcode(" bs23 1zq") == "BS23 1ZQ"
+    assert normalize_postcode("10001", "US") == "10001"
