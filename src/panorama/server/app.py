@@ -113,6 +113,11 @@ def create_app(project: Project | Path | str, *, tuning: Tuning | None = None,
     )
     _add_ingestion_routes(app)
     _add_status_routes(app)
+    # the REST API and the web UI (panorama.server.api, panorama.server.ui)
+    from panorama.server import api, ui
+
+    api.install(app)
+    ui.install(app)
     if fast_path:
         app.add_middleware(IngestionFastPath)
     return app
