@@ -96,13 +96,16 @@ def create_app(project: Project | Path | str, *, tuning: Tuning | None = None,
         app.state.panorama = state
         if not len(keys):
             log.warning("no write keys yet: create one with `panorama keys create SOURCE`")
+        realtime = _start_realtime(state)
         if settings.gc_threshold:
             gc.freeze()
             gc.set_threshold(settings.gc_threshold, 20, 20)
         try:
             yield
         finally:
-            group_writer.stop()
+            group_writer.stop()  # commits what is queued and runs its hooks
+            for handle in reversed(realtime):
+                handle.stop()
             store.close()
 
     app = FastAPI(
@@ -121,6 +124,27 @@ def create_app(project: Project | Path | str, *, tuning: Tuning | None = None,
     if fast_path:
         app.add_middleware(IngestionFastPath)
     return app
+
+
+# Real-time stages started with the server, in stage order (`panorama.ingest.hooks`): each
+# module's `start(state)` registers its hooks, starts its threads and returns a handle with
+# `stop()`, called at shutdown after the writer has drained. Modules not built yet are skipped.
+REALTIME_MODULES = ("panorama.segments.realtime", "panorama.activate.worker")
+
+
+def _start_realtime(server_state: ServerState) -> list:
+    import importlib
+
+    handles = []
+    for name in REALTIME_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name and name.startswith(exc.name):
+                continue
+            raise
+        handles.append(module.start(server_state))
+    return handles
 
 
 def state(app_or_request) -> ServerState:
