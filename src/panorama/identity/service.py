@@ -1,0 +1,177 @@
+"""`unify`: rebuild the identity graph and profiles from the log (the batch path)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import duckdb
+import orjson
+
+from panorama.config import Project
+from panorama.identity.graph import (
+    FAR_FUTURE,
+    Resolution,
+    RunStats,
+    Timer,
+    members_sql,
+    normalise_observations,
+)
+from panorama.identity.ids import apply, assign
+from panorama.ingest.log import utcnow
+from panorama.store import Store
+
+Progress = Callable[[str, int, int], None]
+
+
+def never_merge_pairs(cur: duckdb.DuckDBPyConnection) -> list[tuple[int, list, list]]:
+    rows = cur.execute("SELECT id, a_identifiers, b_identifiers FROM identity_never_merge ORDER BY id").fetchall()
+    return [(i, [(x["type"], x["value"]) for x in a], [(x["type"], x["value"]) for x in b]) for i, a, b in rows]
+
+
+def unify(store: Store, project: Project, progress: Progress | None = None) -> RunStats:
+    """Resolve every record and event of the log into profiles (keeping profile ids)."""
+    config = project.config.identity
+    stats = RunStats()
+    timer = Timer(stats)
+    now = utcnow()
+    cur = store.cursor()
+
+    def step(name: str) -> None:
+        if progress:
+            progress(name, 0, 0)
+
+    cur.execute("BEGIN TRANSACTION")
+    try:
+        step("read the log")
+        cur.execute(
+            f"""
+            CREATE OR REPLACE TABLE identity_members AS
+            SELECT source::VARCHAR AS source, record_id::VARCHAR AS record_id, hash(ids) AS sig, ts
+            FROM ({members_sql()})
+            """
+        )
+        cur.execute(
+            f"""
+            CREATE OR REPLACE TEMP TABLE _in_sigs AS
+            WITH firsts AS (
+                SELECT sig, min(ts) AS first_ts,
+                       arg_min(source, (coalesce(ts, {FAR_FUTURE}), source, record_id)) AS first_source,
+                       arg_min(record_id, (coalesce(ts, {FAR_FUTURE}), source, record_id)) AS first_record_id,
+                       count(*) AS members
+                FROM identity_members GROUP BY sig
+            ),
+            lists AS (SELECT hash(ids) AS sig, any_value(ids) AS ids FROM ({members_sql()}) GROUP BY 1)
+            SELECT f.sig, l.ids, f.first_ts, f.first_source, f.first_record_id, f.members
+            FROM firsts f JOIN lists l USING (sig)
+            """
+        )
+        cur.execute(
+            f"CREATE OR REPLACE TEMP TABLE _person AS SELECT hash(ids) AS sig, person FROM ({members_sql(True)})"
+        )
+        normalise_observations(cur, "_person", config.default_region)
+        cur.execute("DROP TABLE _person")
+        stats.members = cur.execute("SELECT count(*) FROM identity_members").fetchone()[0]
+        stats.sigs = cur.execute("SELECT count(*) FROM _in_sigs").fetchone()[0]
+        timer.lap("read")
+
+        resolution = Resolution(cur, config, incremental=False, stats=stats, progress=progress)
+        resolution.normalise()
+        resolution.nodes()
+        step("probabilistic matching")
+        _splink(cur, project, stats)
+        timer.lap("splink")
+        resolution.links()
+        resolution.components()
+        step("guard merges")
+        resolution.guard(never_merge_pairs(cur))
+        resolution.outputs()
+
+        step("profile ids")
+        assignment = assign(cur, None)
+        apply(cur, assignment, "batch", now, everything=True)
+        stats.merges = len(assignment.merges)
+        stats.profiles = len(assignment.cluster_ids)
+        timer.lap("ids")
+
+        step("write")
+        write_batch(cur)
+        cur.execute(
+            "INSERT OR REPLACE INTO identity_state VALUES ('last_unify', ?)",
+            [orjson.dumps({"at": now.isoformat(), "members": stats.members, "profiles": stats.profiles}).decode()],
+        )
+        timer.lap("write")
+    except BaseException:
+        cur.execute("ROLLBACK")
+        raise
+    cur.execute("COMMIT")
+    return stats
+
+
+def _splink(cur: duckdb.DuckDBPyConnection, project: Project, stats: RunStats) -> None:
+    cur.execute(
+        """
+        CREATE OR REPLACE TEMP TABLE _in_splink (
+            a_sig UBIGINT, b_sig UBIGINT, probability DOUBLE,
+            a_source VARCHAR, a_record_id VARCHAR, b_source VARCHAR, b_record_id VARCHAR, evidence JSON)
+        """
+    )
+    settings = project.config.identity.splink
+    if not settings.enabled:
+        return
+    try:
+        from panorama.identity.matching import score_pairs
+    except ModuleNotFoundError:  # pragma: no cover - matching not built yet
+        return
+    stats.splink_pairs = score_pairs(cur, project)
+
+
+def write_batch(cur: duckdb.DuckDBPyConnection) -> None:
+    """Replace the derived identity tables with this resolution's results."""
+    cur.execute(
+        """
+        CREATE OR REPLACE TABLE identity_nodes AS
+        SELECT node::BIGINT AS node, type::VARCHAR AS type, value::VARCHAR AS value, status::VARCHAR AS status,
+               profile_id::VARCHAR AS profile_id, component::BIGINT AS component,
+               origin_profile::VARCHAR AS origin_profile, first_seen::TIMESTAMP AS first_seen
+        FROM _out_nodes2 ORDER BY node
+        """
+    )
+    cur.execute(
+        """
+        CREATE OR REPLACE TABLE identity_sigs AS
+        SELECT sig::UBIGINT AS sig, anchor::BIGINT AS anchor, first_ts::TIMESTAMP AS first_ts,
+               first_source::VARCHAR AS first_source, first_record_id::VARCHAR AS first_record_id,
+               members::BIGINT AS members
+        FROM _out_sigs
+        """
+    )
+    cur.execute(
+        "CREATE OR REPLACE TABLE identity_sig_nodes AS SELECT sig::UBIGINT AS sig, node::BIGINT AS node "
+        "FROM _out_sig_nodes"
+    )
+    cur.execute(
+        "CREATE OR REPLACE TABLE identity_observations AS SELECT sig::UBIGINT AS sig, "
+        "first_name::VARCHAR AS first_name, last_name::VARCHAR AS last_name, birth_date::VARCHAR AS birth_date "
+        "FROM _in_obs"
+    )
+    cur.execute(
+        """
+        CREATE OR REPLACE TABLE identity_edges AS
+        SELECT coalesce(na.profile_id, nb.profile_id)::VARCHAR AS profile_id,
+               na.type AS a_type, na.value AS a_value, nb.type AS b_type, nb.value AS b_value,
+               e.rule::VARCHAR AS rule, e.accepted::BOOLEAN AS accepted, e.refused_by::VARCHAR AS refused_by,
+               e.probability::DOUBLE AS probability, e.source::VARCHAR AS source,
+               e.record_id::VARCHAR AS record_id, e.other_source::VARCHAR AS other_source,
+               e.other_record_id::VARCHAR AS other_record_id, e.ts::TIMESTAMP AS ts
+        FROM _out_edges e JOIN _out_nodes2 na ON na.node = e.a JOIN _out_nodes2 nb ON nb.node = e.b
+        """
+    )
+    cur.execute(
+        """
+        CREATE OR REPLACE TABLE identity_splink AS
+        SELECT a_sig::UBIGINT AS a_sig, b_sig::UBIGINT AS b_sig, a_source::VARCHAR AS a_source,
+               a_record_id::VARCHAR AS a_record_id, b_source::VARCHAR AS b_source,
+               b_record_id::VARCHAR AS b_record_id, probability::DOUBLE AS probability, evidence::JSON AS evidence
+        FROM _in_splink
+        """
+    )
