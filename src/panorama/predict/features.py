@@ -439,8 +439,8 @@ class FeatureBuilder:
         ORDER BY ids.profile_id
         """
         df = self.cur.execute(sql).df()
-        for name in FEATURE_NAMES:
-            df[name] = pd.to_numeric(df[name], errors="coerce").astype("float64")
+        for name in FEATURE_NAMES:  # float32: half the memory; LightGBM bins the values anyway
+            df[name] = pd.to_numeric(df[name], errors="coerce").astype("float32")
         return df[["profile_id", *FEATURE_NAMES]]
 
     def labels(self, cutoff: dt.datetime, horizon_days: int) -> pd.DataFrame:

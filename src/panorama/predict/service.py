@@ -199,11 +199,13 @@ class Predictor:
             self._features[cutoff] = self.fb.features(cutoff)
         return self._features[cutoff]
 
-    def labelled(self, cutoff: dt.datetime, h: int) -> pd.DataFrame:
+    def labelled(self, cutoff: dt.datetime, h: int, cache: bool = True) -> pd.DataFrame:
         """Features at `cutoff` with the outcome in [cutoff, cutoff + h) and the previous period's spend."""
         key = (cutoff, h)
         if key not in self._labels:
-            f = self.features(cutoff)
+            f = self.features(cutoff) if cache else self._features.get(cutoff, None)
+            if f is None:
+                f = self.fb.features(cutoff)
             lab = self.fb.labels(cutoff, h)
             prev = self.fb.labels(cutoff - dt.timedelta(days=h), h)[["profile_id", "future_revenue"]]
             prev = prev.rename(columns={"future_revenue": "last_period_spend"})
@@ -216,6 +218,8 @@ class Predictor:
                 df["cancelled"] = df["cancelled"].fillna(0.0)
             else:
                 df["cancelled"] = 0.0
+            if not cache:
+                return df
             self._labels[key] = df
         return self._labels[key]
 
@@ -232,7 +236,7 @@ class Predictor:
         per_window = max(self.config.max_training_rows // len(cutoffs), 1)
         frames = []
         for k, c in enumerate(cutoffs):
-            df = self.labelled(c, h)
+            df = self.labelled(c, h, cache=False)  # not kept: memory at a million profiles
             if kind in BINARY:
                 df = df[df[BINARY[kind][2]] > 0]
             df = _subsample(df, per_window, seed=7 + k).copy()
