@@ -59,21 +59,29 @@ class SparkEngine:
             self.spark.catalog.dropTempView(name)
 
 
-def session(threads: int = 2, memory: str = "2g"):
-    """A local Spark session in UTC, quiet, sized for one machine."""
+def session(threads: int = 2, memory: str = "2g", small: bool = False):
+    """A local Spark session in UTC, quiet, sized for one machine. `small` tunes it for tiny
+    data (tests): one shuffle partition and no code generation (compiling costs more than
+    running when the data is small)."""
     from pyspark.sql import SparkSession
 
-    spark = (
+    builder = (
         SparkSession.builder.master(f"local[{threads}]")
         .appName("panorama-traits")
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.ui.enabled", "false")
         .config("spark.ui.showConsoleProgress", "false")
-        .config("spark.sql.shuffle.partitions", str(max(2, threads * 2)))
+        .config("spark.sql.shuffle.partitions", "1" if small else str(max(2, threads * 2)))
         .config("spark.driver.memory", memory)
-        .config("spark.sql.adaptive.enabled", "true")
-        .getOrCreate()
     )
+    if small:
+        builder = (
+            builder.config("spark.sql.codegen.wholeStage", "false")
+            .config("spark.sql.codegen.factoryMode", "NO_CODEGEN")
+            .config("spark.sql.adaptive.enabled", "false")
+            .config("spark.default.parallelism", "1")
+        )
+    spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")
     return spark
 
