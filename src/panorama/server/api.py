@@ -16,7 +16,7 @@ import datetime as dt
 from typing import Annotated, Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 
 from panorama.auth.policy import PERMISSIONS, PII_CLASSES, Principal
@@ -70,8 +70,19 @@ KEY_DOC = ("A profile id, an identifier as `type:value` (e.g. `email:ann@example
            "or a bare identifier value.")  # fmt: skip
 
 
-def router() -> APIRouter:  # noqa: C901 - one place that lists every endpoint
-    api = APIRouter(prefix=PREFIX, tags=["REST API"])
+class _Routes:
+    """Adds routes to the app itself under PREFIX (so every route is listed in `app.routes`,
+    where the role test walks them)."""
+
+    def __init__(self, app: FastAPI):
+        self.app = app
+
+    def get(self, path: str, **kw):
+        return self.app.get(PREFIX + path, tags=["REST API"], **kw)
+
+
+def add_routes(app: FastAPI) -> None:  # noqa: C901 - one place that lists every endpoint
+    api = _Routes(app)
 
     @api.get("/me", summary="Who you are and what your role may see")
     def me(principal: _principal(None)) -> dict:
@@ -219,11 +230,9 @@ def router() -> APIRouter:  # noqa: C901 - one place that lists every endpoint
         data = dashboards.sources(_ctx(request, principal))
         return _json({"data": [s.__dict__ for s in data["status"]], "dead_letters": data["dead_letter_total"]})
 
-    return api
-
 
 def install(app: FastAPI) -> None:
-    app.include_router(router())
+    add_routes(app)
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:

@@ -52,7 +52,7 @@ def page(request: Request, name: str, principal: Principal | None, active: str =
     return templates.TemplateResponse(
         request, name,
         {"principal": principal, "nav": nav, "active": active, "project": _state(request).project.config.name,
-         **values},
+         "status": status, **values},
         status_code=status,
     )  # fmt: skip
 

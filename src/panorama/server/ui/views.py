@@ -323,6 +323,31 @@ def surveys(ctx: ViewContext, profile_id: str) -> dict:
     return out
 
 
+def tickets(ctx: ViewContext, profile_id: str, limit: int = 20) -> list[dict] | None:
+    """Support tickets, newest first (None: the role does not see tickets)."""
+    if not ctx.can("tickets.view"):
+        return None
+    names = sorted(_ticket_events(ctx))
+    placeholders = ", ".join("?" * len(names))
+    members = _rows(
+        ctx.store,
+        f"SELECT message_id, ts FROM ui_members WHERE profile_id = ? AND kind = 'event' AND event IN ({placeholders}) "
+        f"ORDER BY ts DESC LIMIT {int(limit)}",
+        [profile_id, *names],
+    )
+    events = _events_by_id(ctx.store, [m["message_id"] for m in members])
+    out = []
+    for m in members:
+        e = events.get(m["message_id"])
+        if e is None:
+            continue
+        props = ctx.masker.tree(_json(e["properties"]) or {})
+        out.append({"at": m["ts"], "source": e["source"], "event": e["event"], "subject": props.get("subject"),
+                    "topic": props.get("topic"), "status": props.get("status"), "channel": props.get("channel"),
+                    "priority": props.get("priority"), "csat": e.get("value"), "properties": props})  # fmt: skip
+    return out
+
+
 def accounts(ctx: ViewContext, profile_id: str) -> list[dict]:
     if not ctx.store.table_exists("ui_accounts"):
         return []
@@ -419,6 +444,7 @@ def profile_360(ctx: ViewContext, profile_id: str) -> dict | None:
         "preferred_channel": by_kind.get("preferred_channel") or by_kind.get("channel"),
         "segments": segments(ctx, profile_id),
         "surveys": surveys(ctx, profile_id),
+        "tickets": tickets(ctx, profile_id),
         "accounts": accounts(ctx, profile_id),
         "timeline": timeline(ctx, profile_id),
     }
