@@ -121,6 +121,8 @@ def compute(
                  plan.signature, profiles, events, seconds, orjson.dumps({**result.parameters.to_json(), 'traits': traits_to_json(plan.traits)}).decode()],
             ).fetchone()[0]  # fmt: skip
         result.seconds["write tables"] = time.perf_counter() - t
+        if log:
+            log(f"write tables: {result.seconds['write tables']:.2f} s")
     finally:
         engine.drop(engine.created)
     return RunSummary(int(run_id), as_of, profiles, events, time.perf_counter() - started, result.parameters,

@@ -251,6 +251,8 @@ class Columns:
     event: set[str] = field(default_factory=set)
     json: set[str] = field(default_factory=set)
     attributes: set[str] = field(default_factory=set)
+    # JSON property -> the events whose rows need it (None: every row); parsing JSON is slow
+    json_events: dict[str, set[str] | None] = field(default_factory=dict)
 
 
 def json_alias(name: str) -> str:
@@ -359,6 +361,7 @@ class Compiled:
     cond: str  # full condition on the relation's rows (where + window)
     value: str | None  # SQL of the aggregated value
     window: int | None  # days
+    filter: str = "TRUE"  # `cond` without the window
 
 
 @dataclass(frozen=True)
@@ -466,6 +469,7 @@ def compile_traits(traits: list[Trait], lifecycle: dict | None = None) -> Plan:
         days = window_days(spec.window)
         window = f"ts >= {{window_start_{days}}}" if days else None
         value = None
+        key_sql = ""
         numeric = spec.agg in NUMERIC_AGGS
         if records:
             cols.attributes.add(spec.attribute)  # type: ignore[arg-type]
@@ -483,9 +487,21 @@ def compile_traits(traits: list[Trait], lifecycle: dict | None = None) -> Plan:
                 dedups[dk] = Dedup(f"u{len(dedups) + 1}", base, key_sql)
             relation = dedups[dk].key
             cond = _and([cond_where, window])
+            filt = _and([cond_where])
         else:
             cond = _and([*base_parts, cond_where, window])
-        aggs.append(Compiled(trait, relation, base, cond, value, days))
+            filt = _and([*base_parts, cond_where])
+        compiled = Compiled(trait, relation, base, cond, value, days, filt)
+        aggs.append(compiled)
+        if not records:
+            events = _as_list(spec.event)
+            text = " ".join(x for x in (base, cond, value or "", key_sql if spec.unique_by else "") if x)
+            for name in set(re.findall(r"\bp__([A-Za-z0-9_]+)", text)):
+                gate = cols.json_events.setdefault(name, set())
+                if gate is None or not events:
+                    cols.json_events[name] = None
+                else:
+                    gate.update(events)
     layers = _layers(exprs, {a.trait.name for a in aggs})
     signature = hashlib.sha256(
         orjson.dumps(

@@ -154,6 +154,7 @@ def run_pipeline(
     if params is not None:
         result.parameters = Parameters(as_of, params.rfm, params.lifecycle, point_in_time)
     else:
+        started = time.perf_counter()
         if has_rfm(plan):
             bp = engine.rows(rfm.breakpoints_sql(final))[0]
             result.parameters.rfm = {k: _plain(v) for k, v in bp.items()}
@@ -163,6 +164,9 @@ def run_pipeline(
             result.parameters.lifecycle = lifecycle.thresholds(config.lifecycle, gaps)
         elif has_lifecycle(plan):
             result.parameters.lifecycle = lifecycle.thresholds(config.lifecycle, None)
+        timings["parameters (RFM breakpoints, lifecycle gaps)"] = time.perf_counter() - started
+        if log:
+            log(f"parameters: {timings['parameters (RFM breakpoints, lifecycle gaps)']:.2f} s")
     cols = ", ".join(f'"{c}"' for c in output_columns(plan))
     step(pipeline.rel("profile_traits"),
          f"SELECT {cols} FROM ({scored_sql(pipeline, final, result.parameters)}) x")  # fmt: skip

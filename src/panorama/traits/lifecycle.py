@@ -30,7 +30,12 @@ FALLBACK_LAPSED = 365
 
 
 def gaps_sql(purchases: str, as_of, config: LifecycleConfig) -> str:
-    """One row: n (gaps), active (quantile), lapsed (quantile), median."""
+    """One row: n (gaps), active (quantile), lapsed (quantile), median; nearest-rank quantiles
+    from the histogram of the gaps (whole days)."""
+
+    def quantile(qv: str) -> str:
+        return f"min(CASE WHEN cum >= CAST(ceil({qv} * total) AS BIGINT) THEN gap END)"
+
     return f"""
         WITH d AS (
             SELECT DISTINCT profile_id, CAST(ts AS DATE) AS day FROM {purchases} WHERE ts < {ts_literal(as_of)}
@@ -38,14 +43,15 @@ def gaps_sql(purchases: str, as_of, config: LifecycleConfig) -> str:
         g AS (
             SELECT date_diff('day', lag(day) OVER (PARTITION BY profile_id ORDER BY day), day) AS gap FROM d
         ),
-        r AS (
-            SELECT gap, row_number() OVER (ORDER BY gap) AS i, count(*) OVER () AS n FROM g WHERE gap IS NOT NULL
+        h AS (SELECT gap, count(*) AS n FROM g WHERE gap IS NOT NULL GROUP BY gap),
+        c AS (
+            SELECT gap, sum(n) OVER (ORDER BY gap ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS cum,
+                   sum(n) OVER () AS total
+            FROM h
         )
-        SELECT max(n) AS n,
-               max(CASE WHEN i <= CAST(ceil({config.active_quantile!r} * n) AS BIGINT) THEN gap END) AS active,
-               max(CASE WHEN i <= CAST(ceil({config.lapsed_quantile!r} * n) AS BIGINT) THEN gap END) AS lapsed,
-               max(CASE WHEN i <= CAST(ceil(0.5 * n) AS BIGINT) THEN gap END) AS median
-        FROM r
+        SELECT max(total) AS n, {quantile(repr(config.active_quantile))} AS active,
+               {quantile(repr(config.lapsed_quantile))} AS lapsed, {quantile("0.5")} AS median
+        FROM c
     """
 
 

@@ -59,17 +59,25 @@ def _values() -> dict[str, str]:
 
 
 def breakpoints_sql(final: str) -> str:
-    """One row: n (buyers), r1..r4, f1..f4, m1..m4."""
+    """One row: n (buyers), r1..r4, f1..f4, m1..m4.
+
+    b_k = x_(ceil(k n / 5)) is the smallest value v with #(x <= v) >= ceil(k n / 5): computed from
+    the histogram of the values (a few thousand distinct values, not a sort of every buyer)."""
     v = _values()
-    ranks = ", ".join(f"{x} AS {d}, row_number() OVER (ORDER BY {x}) AS {d}_i" for d, x in v.items())
-    cols = ", ".join(
-        f"max(CASE WHEN {d}_i <= ({k} * n + 4) // 5 THEN {d} END) AS {d}{k}" for d in v for k in range(1, 5)
-    )
-    return f"""
-        SELECT max(n) AS n, {cols} FROM (
-            SELECT {ranks}, count(*) OVER () AS n FROM {final} WHERE {q('orders')} > 0
+    parts = []
+    for d, x in v.items():
+        cols = ", ".join(
+            f"min(CASE WHEN cum >= ({k} * total + 4) // 5 THEN v END) AS {d}{k}" for k in range(1, 5)
         )
-    """
+        parts.append(f"""
+            (SELECT max(total) AS n_{d}, {cols} FROM (
+                SELECT v, sum(n) OVER (ORDER BY v ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS cum,
+                       sum(n) OVER () AS total
+                FROM (SELECT {x} AS v, count(*) AS n FROM {final} WHERE {q('orders')} > 0 GROUP BY {x})
+            )) {d}
+        """)
+    cols = ", ".join(f"{d}.{d}{k}" for d in v for k in range(1, 5))
+    return f"SELECT coalesce(r.n_r, 0) AS n, {cols} FROM {parts[0]} CROSS JOIN {parts[1]} CROSS JOIN {parts[2]}"
 
 
 def score_sql(source: str, bp: dict | None) -> str:

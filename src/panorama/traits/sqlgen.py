@@ -125,7 +125,12 @@ class Pipeline:
             if name in cols.event:
                 select.append(name)
         for name in sorted(cols.json):
-            select.append(f"json_extract_string(properties, '$.{name}') AS {json_alias(name)}")
+            extract = f"json_extract_string(properties, '$.{name}')"
+            events = cols.json_events.get(name)
+            if events:  # only the rows of the events that use it (JSON parsing is slow)
+                listed = ", ".join("'" + e.replace("'", "''") + "'" for e in sorted(events))
+                extract = f"CASE WHEN event IN ({listed}) THEN {extract} END"
+            select.append(f"{extract} AS {json_alias(name)}")
         where = f' WHERE "timestamp" < {ts_literal(self.until)}' if self.until else ""
         return Step(self.rel("events"), f"SELECT {', '.join(select)} FROM {pe}{where}")
 
@@ -185,8 +190,9 @@ class Pipeline:
             out += cols
         return out
 
-    def _simple_aggregates(self, c: Compiled) -> list[str]:
-        t, agg, C, V = c.trait.name, c.trait.spec.agg, c.cond, c.value
+    def _simple_aggregates(self, c: Compiled, C: str) -> list[str]:
+        """Aggregate expressions of `c`; `C` is its row condition (a flag column)."""
+        t, agg, V = c.trait.name, c.trait.spec.agg, c.value
         key = _event_key(c.relation)
         col = lambda part: q(f"{t}__{part}")  # noqa: E731
         if agg == "count":
@@ -217,17 +223,30 @@ class Pipeline:
         """(step, its state columns) per relation and per special aggregation."""
         out: list[tuple[Step, list[str]]] = []
         by_rel: dict[str, list[Compiled]] = {}
+        sessions: dict[tuple[str, str], list[Compiled]] = {}
         special: list[Compiled] = []
         for c in self.plan.aggregations:
-            if c.trait.spec.agg in ("most_frequent", "sessions", "previous_time"):
+            agg = c.trait.spec.agg
+            if agg == "sessions":
+                sessions.setdefault((c.relation, c.filter), []).append(c)
+            elif agg in ("most_frequent", "previous_time"):
                 special.append(c)
             else:
                 by_rel.setdefault(c.relation, []).append(c)
+        columns = self.state_columns()
         for rel, comps in by_rel.items():
-            exprs = [e for c in comps for e in self._simple_aggregates(c)]
-            names = [s.name for c in comps for s in self.state_columns() if s.trait == c.trait.name]
-            sql = f"SELECT profile_id, {', '.join(exprs)} FROM {self.rel(rel)} GROUP BY profile_id"
+            # each distinct row condition is evaluated once per row, as a flag column
+            flags: dict[str, str] = {}
+            for c in comps:
+                flags.setdefault(self._sub(c.cond), f"c__{len(flags)}")
+            exprs = [e for c in comps for e in self._simple_aggregates(c, flags[self._sub(c.cond)])]
+            names = [s.name for c in comps for s in columns if s.trait == c.trait.name]
+            flag_cols = ", ".join(f"({cond}) AS {name}" for cond, name in flags.items())
+            sql = (f"SELECT profile_id, {', '.join(exprs)} "
+                   f"FROM (SELECT *, {flag_cols} FROM {self.rel(rel)}) GROUP BY profile_id")  # fmt: skip
             out.append((Step(self.rel(f"agg_{rel}"), self._sub(sql)), names))
+        for i, ((rel, filt), comps) in enumerate(sessions.items()):
+            out.append(self._sessions_step(i, rel, filt, comps))
         for i, c in enumerate(special):
             t, C, V = c.trait.name, c.cond, c.value
             src = self.rel(c.relation)
@@ -244,8 +263,7 @@ class Pipeline:
                         )
                     ) WHERE rn = 1
                 """
-                names = [f"{t}__v"]
-            elif c.trait.spec.agg == "previous_time":
+            else:  # previous_time
                 sql = f"""
                     SELECT profile_id, ts AS {q(t + '__v')} FROM (
                         SELECT profile_id, ts, row_number() OVER (
@@ -253,23 +271,38 @@ class Pipeline:
                         FROM {src} WHERE {C}
                     ) WHERE rn = 2
                 """
-                names = [f"{t}__v"]
-            else:  # sessions
-                sql = f"""
-                    SELECT profile_id,
-                           count(CASE WHEN prev_s IS NULL OR s - prev_s > {SESSION_GAP_SECONDS} THEN 1 END)
-                               AS {q(t + '__n')},
-                           min(ts) AS {q(t + '__first')}, max(ts) AS {q(t + '__last')}
-                    FROM (
-                        SELECT profile_id, ts, {seconds('ts')} AS s,
-                               lag({seconds('ts')}) OVER (PARTITION BY profile_id ORDER BY ts, message_id)
-                                   AS prev_s
-                        FROM {src} WHERE {C}
-                    ) GROUP BY profile_id
-                """
-                names = [f"{t}__n", f"{t}__first", f"{t}__last"]
-            out.append((Step(self.rel(f"agg_{i}_{t}"), self._sub(sql)), names))
+            out.append((Step(self.rel(f"agg_{i}_{t}"), self._sub(sql)), [f"{t}__v"]))
         return out
+
+    def _sessions_step(self, i: int, rel: str, filt: str, comps: list[Compiled]) -> tuple[Step, list[str]]:
+        """Sessions of several traits that differ only in their window, from one ordering of the rows.
+
+        Windows only cut the time-ordered rows at a start time, so the windowed rows are a suffix:
+        a row starts a session in the window when it is the first of the suffix or comes more than
+        the gap after the previous row (the same as sessionising the window's rows alone)."""
+        gap = SESSION_GAP_SECONDS
+        exprs, names = [], []
+        for c in comps:
+            t = c.trait.name
+            if c.window:
+                w = ts_literal(self.as_of - dt.timedelta(days=c.window))
+                new = f"ts >= {w} AND (prev_s IS NULL OR prev_ts < {w} OR s - prev_s > {gap})"
+                inside = f"CASE WHEN ts >= {w} THEN ts END"
+            else:
+                new, inside = f"prev_s IS NULL OR s - prev_s > {gap}", "ts"
+            exprs += [f"count(CASE WHEN {new} THEN 1 END) AS {q(t + '__n')}",
+                      f"min({inside}) AS {q(t + '__first')}", f"max({inside}) AS {q(t + '__last')}"]  # fmt: skip
+            names += [f"{t}__n", f"{t}__first", f"{t}__last"]
+        sql = f"""
+            SELECT profile_id, {', '.join(exprs)}
+            FROM (
+                SELECT profile_id, ts, s,
+                       lag(s) OVER (PARTITION BY profile_id ORDER BY ts, message_id) AS prev_s,
+                       lag(ts) OVER (PARTITION BY profile_id ORDER BY ts, message_id) AS prev_ts
+                FROM (SELECT profile_id, ts, message_id, {seconds('ts')} AS s FROM {self.rel(rel)} WHERE {filt})
+            ) GROUP BY profile_id
+        """
+        return Step(self.rel(f"ses_{i}"), sql), names
 
     def state_steps(self, pe: str, pr: str | None) -> list[Step]:
         """Everything from the inputs to `<prefix>state` (one row per profile)."""
