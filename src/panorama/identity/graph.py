@@ -181,14 +181,15 @@ class Resolution:
     """
 
     def __init__(self, cur: duckdb.DuckDBPyConnection, config: IdentityConfig, incremental: bool,
-                 stats: RunStats | None = None, progress: Progress | None = None):  # fmt: skip
+                 stats: RunStats | None = None, progress: Progress | None = None,
+                 timer: Timer | None = None):  # fmt: skip
         self.cur = cur
         self.config = config
         self.normalizer = Normalizer(config)
         self.rules = Rules(config)
         self.incremental = incremental
         self.stats = stats or RunStats()
-        self.timer = Timer(self.stats)
+        self.timer = timer or Timer(self.stats)
         self.progress = progress
 
     def _step(self, name: str) -> None:

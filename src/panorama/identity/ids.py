@@ -275,11 +275,11 @@ def _journal_merges(cur, assignment: Assignment, origin: str, now: datetime) -> 
     ).fetchall()
     edges = cur.execute(
         """
-        SELECT o.cluster, na.type, na.value, nb.type, nb.value, pa_.profile_id, pb.profile_id,
+        SELECT na.cluster, na.type, na.value, nb.type, nb.value, pa_.profile_id, pb.profile_id,
                e.rule, e.probability, e.source, e.record_id, e.other_source, e.other_record_id, e.ts
         FROM _out_edges e
         JOIN _out_nodes na ON na.node = e.a JOIN _out_nodes nb ON nb.node = e.b
-        JOIN _out_nodes o ON o.node = e.a JOIN _mc_arrow USING (cluster)
+        JOIN _mc_arrow mc ON mc.cluster = na.cluster
         LEFT JOIN identity_nodes pa_ ON pa_.type = na.type AND pa_.value = na.value
         LEFT JOIN identity_nodes pb ON pb.type = nb.type AND pb.value = nb.value
         WHERE e.accepted
@@ -308,7 +308,7 @@ def _journal_merges(cur, assignment: Assignment, origin: str, now: datetime) -> 
         rule = "identifier"
         if link is not None:
             (_, at, av, bt, bv, _, _, kind, prob, src, rid, osrc, orid, ts) = link
-            rule = f"splink (p={prob:.3f})" if kind == "splink" else f"shared {bt}"
+            rule = f"splink (p={prob:.3f})" if kind == "splink" else f"same {bt}"
             evidence["link"] = {"from": {"type": at, "value": av}, "to": {"type": bt, "value": bv},
                                 "rule": kind, "record": {"source": src, "record_id": rid},
                                 "at": ts.isoformat() if ts else None}  # fmt: skip

@@ -387,8 +387,8 @@ def first_names_compatible(a: str, b: str) -> bool:
     if ga & gb:
         return True
     short, long_ = (a, b) if len(a) <= len(b) else (b, a)
-    if 3 <= len(short) <= 5 and long_.startswith(short):
-        return True  # 'sam' / 'samuel', 'dan' / 'daniel'
+    if 3 <= len(short) <= 5 and len(long_) > len(short) and (long_.startswith(short) or long_.endswith(short)):
+        return True  # short forms: 'sam' / 'samuel', 'dan' / 'daniel', 'shell' / 'michelle'
     if min(len(a), len(b)) >= 4 and damerau_levenshtein(a, b) == 1:
         if len(a) == len(b) and sorted(a) == sorted(b):
             return True  # adjacent letters swapped: 'jonh' / 'john'

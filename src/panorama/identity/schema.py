@@ -2,9 +2,8 @@
 
 Derived and rebuilt by `panorama unify` (kept current in real time by the hook):
 
-* identity_members   every current record and every event -> its identifier signature (sig)
-* identity_sigs      one row per distinct identifier list: its anchor node (the member's
-                     profile is the anchor's; no anchor = the member stands alone)
+* identity_sigs      one row per distinct identifier list (sig = its hash): its anchor node
+                     (a record's or event's profile is its anchor's; none = it stands alone)
 * identity_sig_nodes sig -> the linkable nodes it carries
 * identity_nodes     one row per normalised linkable identifier: its profile, its status
                      (linked | shared), its unconstrained component
@@ -128,4 +127,8 @@ CREATE TABLE identity_never_merge (
 );
 """
 
-MIGRATIONS: list[Migration] = [Migration(100, "identity graph, profiles, journal", _V100)]
+MIGRATIONS: list[Migration] = [
+    Migration(100, "identity graph, profiles, journal", _V100),
+    # memberships are computed from each row's identifier signature instead
+    Migration(101, "identity: drop identity_members", "DROP TABLE IF EXISTS identity_members;"),
+]

@@ -45,24 +45,16 @@ def unify(store: Store, project: Project, progress: Progress | None = None) -> R
         step("read the log")
         cur.execute(
             f"""
-            CREATE OR REPLACE TABLE identity_members AS
-            SELECT source::VARCHAR AS source, record_id::VARCHAR AS record_id, hash(ids) AS sig, ts
-            FROM ({members_sql()})
-            """
-        )
-        cur.execute(
-            f"""
             CREATE OR REPLACE TEMP TABLE _in_sigs AS
-            WITH firsts AS (
-                SELECT sig, min(ts) AS first_ts,
-                       arg_min(source, (coalesce(ts, {FAR_FUTURE}), source, record_id)) AS first_source,
-                       arg_min(record_id, (coalesce(ts, {FAR_FUTURE}), source, record_id)) AS first_record_id,
+            SELECT sig, ids, first.ts AS first_ts, first.source AS first_source,
+                   first.record_id AS first_record_id, members
+            FROM (
+                SELECT hash(ids) AS sig, any_value(ids) AS ids,
+                       min(struct_pack(k := coalesce(ts, {FAR_FUTURE}), source := source,
+                                       record_id := record_id, ts := ts)) AS first,
                        count(*) AS members
-                FROM identity_members GROUP BY sig
-            ),
-            lists AS (SELECT hash(ids) AS sig, any_value(ids) AS ids FROM ({members_sql()}) GROUP BY 1)
-            SELECT f.sig, l.ids, f.first_ts, f.first_source, f.first_record_id, f.members
-            FROM firsts f JOIN lists l USING (sig)
+                FROM ({members_sql()}) GROUP BY 1
+            )
             """
         )
         cur.execute(
@@ -70,11 +62,10 @@ def unify(store: Store, project: Project, progress: Progress | None = None) -> R
         )
         normalise_observations(cur, "_person", config.default_region)
         cur.execute("DROP TABLE _person")
-        stats.members = cur.execute("SELECT count(*) FROM identity_members").fetchone()[0]
-        stats.sigs = cur.execute("SELECT count(*) FROM _in_sigs").fetchone()[0]
+        stats.members, stats.sigs = cur.execute("SELECT sum(members), count(*) FROM _in_sigs").fetchone()
         timer.lap("read")
 
-        resolution = Resolution(cur, config, incremental=False, stats=stats, progress=progress)
+        resolution = Resolution(cur, config, incremental=False, stats=stats, progress=progress, timer=timer)
         resolution.normalise()
         resolution.nodes()
         step("probabilistic matching")
@@ -99,6 +90,8 @@ def unify(store: Store, project: Project, progress: Progress | None = None) -> R
             "INSERT OR REPLACE INTO identity_state VALUES ('last_unify', ?)",
             [orjson.dumps({"at": now.isoformat(), "members": stats.members, "profiles": stats.profiles}).decode()],
         )
+        # signatures are DuckDB hashes: a new DuckDB version needs a new `unify`
+        cur.execute("INSERT OR REPLACE INTO identity_state VALUES ('duckdb_version', ?)", [duckdb.__version__])
         timer.lap("write")
     except BaseException:
         cur.execute("ROLLBACK")

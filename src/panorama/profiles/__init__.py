@@ -17,6 +17,12 @@ _EVENT_RECORD_ID = (
 
 def profile_events_sql(store: Store) -> str:
     """SQL for every event column plus `profile_id`."""
+    try:  # resolved identities, joined by identifier signature (no string join over the log)
+        from panorama.identity.export import profile_events_sql as resolved
+    except ModuleNotFoundError:
+        resolved = None
+    if resolved is not None and (sql := resolved(store)):
+        return sql
     from panorama.profiles.export import membership_sql
 
     return f"""
