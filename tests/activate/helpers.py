@@ -124,7 +124,7 @@ class Mailbox:
                 return "250 Message accepted for delivery"
 
         self.port = free_port()
-        self.controller = Controller(Handler(), hostname="127.0.0.1", port=self.port)
+        self.controller = Controller(Handler(), hostname="127.0.0.1", port=self.port, server_hostname="localhost")
         self.controller.start()
 
     def wait_for(self, count: int, timeout: float = 10.0) -> list[EmailMessage]:
@@ -174,3 +174,28 @@ def wait_until(predicate: Callable[[], object], timeout: float = 10.0, interval:
 
 def hook_bodies(requests: Iterable[Received]) -> list[dict]:
     return [r.json for r in requests]
+
+
+def start_process(project: Path, log: Path | None = None, timeout: float = 120.0):
+    """`panorama serve` in a subprocess (as conftest's `start_server_process`), with a start-up
+    timeout that tolerates a loaded machine."""
+    import os
+    import subprocess
+    import sys
+
+    from conftest import ServerProcess, free_port, wait_until_ready
+
+    port = free_port()
+    out = open(log or os.devnull, "ab")  # noqa: SIM115 - closed with the process
+    process = subprocess.Popen(
+        [str(Path(sys.executable).parent / "panorama"), "serve", "--project", str(project), "--port", str(port)],
+        stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )  # fmt: skip
+    out.close()
+    handle = ServerProcess(process, f"http://127.0.0.1:{port}", port)
+    try:
+        wait_until_ready(handle.url, timeout=timeout, process=process)
+    except BaseException:
+        handle.kill()
+        raise
+    return handle

@@ -19,10 +19,12 @@ from the payload: `profile` (every profile column), `event`, `trigger`, `segment
 
 from __future__ import annotations
 
+import email.policy
 import hashlib
 import hmac
 import os
 import smtplib
+import socket
 import ssl
 import time
 from dataclasses import dataclass
@@ -41,6 +43,11 @@ SIGNATURE_HEADER = "X-Panorama-Signature"
 TIMESTAMP_HEADER = "X-Panorama-Timestamp"
 RETRYABLE_STATUS = frozenset({408, 409, 425, 429})
 USER_AGENT = "Panorama-Webhooks/0.1"
+# long header values (the idempotency key) stay on one line rather than being folded
+_POLICY = email.policy.SMTP.clone(max_line_length=998)
+# The EHLO name: the host name, not socket.getfqdn() (smtplib's default), whose reverse DNS
+# lookup can take seconds on a machine without DNS.
+_HELO = socket.gethostname() or "localhost"
 
 
 @dataclass(frozen=True)
@@ -164,7 +171,7 @@ class EmailSender:
 
     def render(self, item: Pending, profile: dict) -> EmailMessage:
         context = self.context(item, profile)
-        message = EmailMessage()
+        message = EmailMessage(policy=_POLICY)
         message["From"] = self.config.sender
         message["To"] = self.to.render(context).strip()
         message["Subject"] = " ".join(self.subject.render(context).split())
@@ -194,9 +201,10 @@ class EmailSender:
         try:
             if cfg.security == "ssl":
                 smtp: smtplib.SMTP = smtplib.SMTP_SSL(cfg.host, cfg.port, timeout=cfg.timeout,
+                                                      local_hostname=_HELO,
                                                       context=ssl.create_default_context())  # fmt: skip
             else:
-                smtp = smtplib.SMTP(cfg.host, cfg.port, timeout=cfg.timeout)
+                smtp = smtplib.SMTP(cfg.host, cfg.port, timeout=cfg.timeout, local_hostname=_HELO)
             with smtp:
                 if cfg.security == "starttls":
                     smtp.starttls(context=ssl.create_default_context())

@@ -208,7 +208,8 @@ def _start_timers(cur, trigger: CompiledTrigger, rows: list[dict], now: datetime
             f"""INSERT INTO activation_timers (trigger, profile_id, message_id, started_at, due_at, status, created_at)
                 SELECT ?, s.profile_id, s.message_id, s.started_at, s.due_at, 'pending', ? FROM {name} s
                 WHERE NOT EXISTS (SELECT 1 FROM activation_timers t WHERE t.trigger = ?
-                                  AND t.status = 'pending' AND t.profile_id = s.profile_id)
+                                  AND ((t.status = 'pending' AND t.profile_id = s.profile_id)
+                                       OR t.message_id = s.message_id))  -- replayed after a restart
                 RETURNING 1""",
             [trigger.name, now, trigger.name],
         ).fetchall()  # fmt: skip

@@ -174,8 +174,11 @@ def build_catalog(store: Store) -> Catalog:
             traits_sql = custom(store) or traits_sql
         cols = {k: v for k, v in _describe(store, traits_sql).items() if k != "profile_id"}
         sources.append(Source("traits", traits_sql, cols))
-    scores = _optional("panorama.predict.service", "profile_scores_sql")
-    scores_sql = scores(store) if scores is not None else None
+    scores_sql = None
+    # predictions, once `panorama predict` has written some (importing the module costs seconds)
+    if store.table_exists("predict_scores") and store.scalar("SELECT count(*) FROM (SELECT 1 FROM predict_scores LIMIT 1)"):
+        scores = _optional("panorama.predict.service", "profile_scores_sql")
+        scores_sql = scores(store) if scores is not None else None
     if scores_sql:
         cols = {k: v for k, v in _describe(store, scores_sql).items() if k != "profile_id"}
         sources.append(Source("predictions", scores_sql, cols))
