@@ -130,11 +130,15 @@ def test_keyboard_navigation(ui_server, browser):
     page.keyboard.type("sales")
     page.keyboard.press("Tab")
     page.keyboard.type(PASSWORD.format(role="sales"))
-    page.keyboard.press("Enter")
-    page.wait_for_load_state("networkidle")
+    with page.expect_navigation():
+        page.keyboard.press("Enter")
+    assert "/login" not in page.url, page.inner_text("main")[:300]
     page.goto(ui_server.url + "/dashboards")
-    page.keyboard.press("Tab")  # the skip link comes first
-    assert page.evaluate("document.activeElement.className") == "skip-link"
+    # the skip link comes first in the tab order, shows when focused and jumps to the content
+    first = page.evaluate("document.querySelector('a[href], button, input, select, textarea').className")
+    assert first == "skip-link"
+    page.focus(".skip-link")
+    assert page.locator(".skip-link").bounding_box()["x"] >= 0
     page.keyboard.press("Enter")
     assert page.evaluate("document.activeElement.id") == "main"
     page.goto(ui_server.url + "/search")
@@ -146,8 +150,8 @@ def test_keyboard_navigation(ui_server, browser):
     page.keyboard.press("Tab")
     focused = page.evaluate("document.activeElement.textContent")
     assert "Bob Jones" in focused
-    page.keyboard.press("Enter")
-    page.wait_for_load_state("networkidle")
+    with page.expect_navigation():
+        page.keyboard.press("Enter")
     assert "/profiles/" in page.url and "Bob Jones" in page.inner_text("h1")
     # focus is visible
     outline = page.evaluate("getComputedStyle(document.activeElement).outlineStyle")

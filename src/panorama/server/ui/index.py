@@ -106,17 +106,23 @@ def build_index(store: Store) -> IndexInfo:
         attrs = "to_json(struct_pack(" + ", ".join(f'"{c}" := p."{c}"' for c in keep) + "))" if keep else "NULL::JSON"
         golden = f"{attrs}::VARCHAR"
     with store.transaction() as cur:
+        # the timeline's rows carry what the pages show, so a profile's events are read from
+        # one or two row groups (sorted by profile) instead of the whole log
         cur.execute(f"""
             CREATE OR REPLACE TABLE ui_members AS
-            SELECT profile_id, 'event' AS kind, source, record_id, message_id, ts, type, event FROM (
+            SELECT profile_id, 'event' AS kind, source, record_id, message_id, ts, type, event, user_id,
+                   anonymous_id, group_id, value, revenue, properties, traits, context,
+                   NULL::JSON AS attributes, identifiers
+            FROM (
                 SELECT e.profile_id, e.source, {_EVENT_RECORD_ID} AS record_id, e.message_id,
-                       e.timestamp AS ts, e.type, e.event
+                       e.timestamp AS ts, e.type, e.event, e.user_id, e.anonymous_id, e.group_id, e.value,
+                       e.revenue, e.properties, e.traits, e.context, e.identifiers
                 FROM ({profile_events_sql(store)}) e)
             UNION ALL
-            SELECT m.profile_id, 'record', r.source, r.record_id, NULL, r.ts, 'record', NULL
+            SELECT m.profile_id, 'record', r.source, r.record_id, NULL, r.ts, 'record', NULL, NULL, NULL,
+                   NULL, NULL, NULL, NULL, NULL, NULL, r.attributes, r.identifiers
             FROM ({membership_sql(store)}) m
-            JOIN (SELECT source, record_id, max(ts) AS ts FROM records GROUP BY ALL) r
-              ON r.source = m.source AND r.record_id = m.record_id
+            JOIN ({CURRENT_RECORDS}) r ON r.source = m.source AND r.record_id = m.record_id
             ORDER BY profile_id, ts
         """)
         cur.execute(f"""
@@ -170,9 +176,8 @@ def build_index(store: Store) -> IndexInfo:
             WITH names AS (
                 SELECT profile_id, name FROM ui_profiles WHERE name IS NOT NULL
                 UNION
-                SELECT m.profile_id, {_name_sql('TRY_CAST(r.attributes AS JSON)')}
-                FROM ui_members m JOIN ({CURRENT_RECORDS}) r USING (source, record_id)
-                WHERE m.kind = 'record'
+                SELECT profile_id, {_name_sql('attributes')}
+                FROM ui_members WHERE kind = 'record'
             ), tokens AS (
                 SELECT profile_id,
                        unnest(regexp_split_to_array(lower(strip_accents(name)), '[^a-z0-9]+')) AS token
@@ -190,18 +195,14 @@ def build_index(store: Store) -> IndexInfo:
         cur.execute(f"""
             CREATE OR REPLACE TABLE ui_accounts AS
             SELECT account_id, name, domain, job_title, profile_id FROM (
-                SELECT m.profile_id, {account} AS account_id, {company} AS name, {domain} AS domain,
+                SELECT profile_id, {account} AS account_id, {company} AS name, {domain} AS domain,
                        {_json_first("a", ("job_title", "jobTitle", "title_at_company"))} AS job_title
-                FROM ui_members m
-                JOIN (SELECT source, record_id, TRY_CAST(attributes AS JSON) AS a FROM ({CURRENT_RECORDS})) r
-                  USING (source, record_id)
-                WHERE m.kind = 'record'
+                FROM (SELECT profile_id, attributes AS a FROM ui_members WHERE kind = 'record') m
                 UNION ALL
-                SELECT m.profile_id, e.group_id, {_json_first("g", ("name", "company", "company_name"))},
+                SELECT profile_id, group_id, {_json_first("g", ("name", "company", "company_name"))},
                        {_json_first("g", ("domain", "website", "company_domain"))}, NULL
-                FROM (SELECT profile_id, message_id FROM ui_members WHERE type = 'group') m
-                JOIN (SELECT message_id, group_id, TRY_CAST(traits AS JSON) AS g FROM events
-                      WHERE type = 'group' AND group_id IS NOT NULL) e USING (message_id)
+                FROM (SELECT profile_id, group_id, traits AS g FROM ui_members
+                      WHERE type = 'group' AND group_id IS NOT NULL)
             ) WHERE account_id IS NOT NULL
             ORDER BY account_id
         """)
@@ -248,14 +249,17 @@ class IndexKeeper:
 
     def _run(self) -> None:
         while not self._stop.is_set():
+            pause = self.refresh_seconds
             try:
-                ensure_index(self.store)
+                built = ensure_index(self.store)
                 self.last_error = None
+                # a big log: rebuilding costs CPU that ingestion needs; at most 10% of the time
+                pause = max(pause, 10 * built.seconds)
             except Exception as exc:  # keep serving the previous index
                 self.last_error = str(exc)
                 log.exception("building the read index failed")
             self.ready.set()
-            self._wake.wait(self.refresh_seconds)
+            self._wake.wait(pause)
             self._wake.clear()
 
     def stop(self) -> None:

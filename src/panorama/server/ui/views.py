@@ -25,7 +25,6 @@ import orjson
 from panorama.auth.policy import Masker, Principal, pii_class
 from panorama.config import Project
 from panorama.store import Store
-from panorama.store.schema import CURRENT_RECORDS
 
 KEY_TRAITS = (
     "lifecycle_stage", "rfm_segment", "rfm_score", "orders", "revenue", "avg_order_value",
@@ -108,7 +107,7 @@ def resolve_profile(store: Store, key: str) -> str | None:
 
 
 def profile_card(ctx: ViewContext, profile_id: str) -> dict | None:
-    rows = _rows(ctx.store, "SELECT * FROM ui_profiles WHERE profile_id = ?", [profile_id]) \
+    rows = _rows(ctx.store, "SELECT * EXCLUDE (attributes) FROM ui_profiles WHERE profile_id = ?", [profile_id]) \
         if ctx.store.table_exists("ui_profiles") else []  # fmt: skip
     if not rows:
         return None
@@ -131,10 +130,8 @@ def identifiers(ctx: ViewContext, profile_id: str) -> list[dict]:
 def source_records(ctx: ViewContext, profile_id: str, limit: int = 50) -> list[dict]:
     rows = _rows(
         ctx.store,
-        f"""SELECT r.source, r.record_id, r.ts, r.ingested_at, r.identifiers, r.attributes, r.file, r.line
-            FROM (SELECT source, record_id FROM ui_members WHERE profile_id = ? AND kind = 'record') m
-            JOIN ({CURRENT_RECORDS}) r USING (source, record_id)
-            ORDER BY r.ts DESC NULLS LAST LIMIT {int(limit)}""",
+        f"""SELECT source, record_id, ts, identifiers, attributes FROM ui_members
+            WHERE profile_id = ? AND kind = 'record' ORDER BY ts DESC NULLS LAST LIMIT {int(limit)}""",
         [profile_id],
     )
     m = ctx.masker
@@ -274,17 +271,19 @@ def segments(ctx: ViewContext, profile_id: str) -> list[dict] | None:
     return [dict(s) for s in provided(ctx.store, profile_id) or []]
 
 
-def _events_by_id(store: Store, message_ids: list[str]) -> dict[str, dict]:
-    if not message_ids:
-        return {}
-    placeholders = ", ".join("?" * len(message_ids))
-    rows = _rows(
+_EVENT_COLUMNS = ("message_id, ts AS timestamp, type, event, source, user_id, anonymous_id, group_id, value, "
+                  "revenue, properties, traits, context")
+
+
+def _profile_events(store: Store, profile_id: str, where: str = "", params: list | None = None,
+                    limit: int = 25) -> list[dict]:  # fmt: skip
+    """A profile's events from the read index (sorted by profile: one or two row groups)."""
+    return _rows(
         store,
-        "SELECT message_id, type, event, source, timestamp, user_id, anonymous_id, group_id, properties, "
-        f"traits, context, revenue, value, currency, channel FROM events WHERE message_id IN ({placeholders})",
-        message_ids,
+        f"SELECT {_EVENT_COLUMNS} FROM ui_members WHERE profile_id = ? AND kind = 'event' {where} "
+        f"ORDER BY ts DESC LIMIT {int(limit)}",
+        [profile_id, *(params or [])],
     )
-    return {r["message_id"]: r for r in rows}
 
 
 def surveys(ctx: ViewContext, profile_id: str) -> dict:
@@ -296,21 +295,12 @@ def surveys(ctx: ViewContext, profile_id: str) -> dict:
     csat_prop = getattr(metrics, "csat_property", "value")
     wanted = nps_events + csat_events
     placeholders = ", ".join("?" * len(wanted))
-    members = _rows(
-        ctx.store,
-        f"SELECT message_id, event, ts FROM ui_members WHERE profile_id = ? AND kind = 'event' "
-        f"AND event IN ({placeholders}) ORDER BY ts LIMIT 500",
-        [profile_id, *wanted],
-    )
-    events = _events_by_id(ctx.store, [m["message_id"] for m in members])
+    found = list(reversed(_profile_events(ctx.store, profile_id, f"AND event IN ({placeholders})", wanted, 500)))
     out: dict[str, list] = {"nps": [], "csat": []}
-    for m in members:
-        e = events.get(m["message_id"])
-        if e is None:
-            continue
+    for e in found:
         props = _json(e["properties"]) or {}
         for kind, names, prop in (("nps", nps_events, nps_prop), ("csat", csat_events, csat_prop)):
-            if m["event"] in names:
+            if e["event"] in names:
                 score = e.get(prop) if prop in ("value", "revenue") else props.get(prop)
                 score = score if score is not None else props.get(prop)
                 try:
@@ -318,7 +308,7 @@ def surveys(ctx: ViewContext, profile_id: str) -> dict:
                 except (TypeError, ValueError):
                     continue
                 comment = props.get("comment")
-                out[kind].append({"at": m["ts"], "score": score,
+                out[kind].append({"at": e["timestamp"], "score": score,
                                   "comment": ctx.masker.value("free_text", comment) if comment else None})  # fmt: skip
     return out
 
@@ -329,20 +319,10 @@ def tickets(ctx: ViewContext, profile_id: str, limit: int = 20) -> list[dict] | 
         return None
     names = sorted(_ticket_events(ctx))
     placeholders = ", ".join("?" * len(names))
-    members = _rows(
-        ctx.store,
-        f"SELECT message_id, ts FROM ui_members WHERE profile_id = ? AND kind = 'event' AND event IN ({placeholders}) "
-        f"ORDER BY ts DESC LIMIT {int(limit)}",
-        [profile_id, *names],
-    )
-    events = _events_by_id(ctx.store, [m["message_id"] for m in members])
     out = []
-    for m in members:
-        e = events.get(m["message_id"])
-        if e is None:
-            continue
+    for e in _profile_events(ctx.store, profile_id, f"AND event IN ({placeholders})", names, limit):
         props = ctx.masker.tree(_json(e["properties"]) or {})
-        out.append({"at": m["ts"], "source": e["source"], "event": e["event"], "subject": props.get("subject"),
+        out.append({"at": e["timestamp"], "source": e["source"], "event": e["event"], "subject": props.get("subject"),
                     "topic": props.get("topic"), "status": props.get("status"), "channel": props.get("channel"),
                     "priority": props.get("priority"), "csat": e.get("value"), "properties": props})  # fmt: skip
     return out
@@ -377,21 +357,14 @@ def timeline(ctx: ViewContext, profile_id: str, *, sources: list[str] | None = N
         where.append("ts < ?")
         params.append(before)
     limit = max(1, min(int(limit), 200))
-    members = _rows(
-        ctx.store,
-        f"SELECT message_id, ts FROM ui_members WHERE {' AND '.join(where)} ORDER BY ts DESC LIMIT {limit + 1}",
-        params,
-    )
-    more = len(members) > limit
-    members = members[:limit]
-    found = _events_by_id(ctx.store, [m["message_id"] for m in members])
+    found = _profile_events(ctx.store, profile_id, "AND " + " AND ".join(where[2:]) if len(where) > 2 else "",
+                            params[1:], limit + 1)
+    more = len(found) > limit
+    found = found[:limit]
     tickets = _ticket_events(ctx)
     m = ctx.masker
     events = []
-    for member in members:
-        e = found.get(member["message_id"])
-        if e is None:
-            continue
+    for e in found:
         hidden = e["event"] in tickets and not ctx.can("tickets.view")
         events.append({
             "message_id": e["message_id"], "timestamp": e["timestamp"], "source": e["source"],
@@ -404,7 +377,7 @@ def timeline(ctx: ViewContext, profile_id: str, *, sources: list[str] | None = N
         })  # fmt: skip
     return {
         "events": events,
-        "next_before": members[-1]["ts"] if more and members else None,
+        "next_before": found[-1]["timestamp"] if more and found else None,
         "facets": timeline_facets(ctx, profile_id),
     }
 
