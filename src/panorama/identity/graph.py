@@ -204,6 +204,11 @@ class Resolution:
             "FROM (SELECT sig, unnest(ids) AS i FROM _in_sigs) WHERE i.value IS NOT NULL AND i.type IS NOT NULL"
         )
         types = [r[0] for r in cur.execute("SELECT DISTINCT type FROM _raw_ids").fetchall()]
+        if self.incremental:
+            types += [r[0] for r in cur.execute(
+                "SELECT DISTINCT n.type FROM identity_sig_nodes sn JOIN identity_nodes n USING (node) "
+                "WHERE sn.sig IN (SELECT sig FROM _in_sigs WHERE ids IS NULL)"
+            ).fetchall()]  # fmt: skip
         types = sorted(set(types) | {"user_id", "anonymous_id"})
         cur.register("_rules_arrow", self.rules.table(t for t in types if t != PREVIOUS_ID))
         cur.execute("CREATE OR REPLACE TEMP TABLE _rules AS SELECT * FROM _rules_arrow")
@@ -266,6 +271,18 @@ class Resolution:
             WHERE s.value IS NOT NULL OR s.status <> 'ok'
             """
         )
+        if self.incremental:
+            # signatures resolved before: their identifiers are normalised already
+            cur.execute(
+                """
+                INSERT INTO _sn
+                SELECT sn.sig, n.type, n.value, CASE WHEN u.link THEN 'ok' ELSE 'unlinked' END, u.priority
+                FROM identity_sig_nodes sn
+                JOIN (SELECT sig FROM _in_sigs WHERE ids IS NULL) k USING (sig)
+                JOIN identity_nodes n ON n.node = sn.node
+                JOIN _rules u ON u.type = n.type
+                """
+            )
         self.timer.lap("normalise")
 
     def _fill_cache(self) -> None:
@@ -354,10 +371,19 @@ class Resolution:
     # -- 3. shared by count, anchors, links --------------------------------------------------
     def links(self) -> None:
         cur = self.cur
-        cur.execute(
+        # count-shared identifiers stay shared (counts only grow): in real time the local view
+        # sees only part of their rows
+        known_shared = ""
+        if self.incremental:
+            known_shared = """
+            UNION
+            SELECT n.node FROM identity_nodes n JOIN _nodes USING (node)
+            WHERE n.status = 'shared' AND n.component IS NULL
             """
+        cur.execute(
+            f"""
             CREATE OR REPLACE TEMP TABLE _shared AS
-            SELECT node FROM _snl WHERE status = 'unlinked'
+            SELECT node FROM _snl WHERE status = 'unlinked' {known_shared}
             UNION
             SELECT a.node
             FROM _snl a JOIN _snl b ON a.sig = b.sig AND b.priority > a.priority AND b.status = 'ok'
@@ -662,6 +688,18 @@ class Resolution:
         self.outputs()
 
 
+EDGES_SELECT = """
+    SELECT coalesce(na.profile_id, nb.profile_id)::VARCHAR AS profile_id,
+           e.a::BIGINT AS a, e.b::BIGINT AS b,
+           na.type AS a_type, na.value AS a_value, nb.type AS b_type, nb.value AS b_value,
+           e.rule::VARCHAR AS rule, e.accepted::BOOLEAN AS accepted, e.refused_by::VARCHAR AS refused_by,
+           e.probability::DOUBLE AS probability, e.source::VARCHAR AS source,
+           e.record_id::VARCHAR AS record_id, e.other_source::VARCHAR AS other_source,
+           e.other_record_id::VARCHAR AS other_record_id, e.ts::TIMESTAMP AS ts
+    FROM _out_edges e JOIN _out_nodes2 na ON na.node = e.a JOIN _out_nodes2 nb ON nb.node = e.b
+"""
+
+
 # ----------------------------------------------------------------------------------------
 # normalising many values (emails, phones) in Python, once per distinct value
 
@@ -694,4 +732,4 @@ def normalise_values(config: IdentityConfig, items: list[tuple[str, str]]) -> li
     return [r for part in parts for r in part]
 
 
-__all__ = ["BLOCKED", "Resolution", "RunStats", "members_sql", "normalise_observations"]
+__all__ = ["BLOCKED", "EDGES_SELECT", "Resolution", "RunStats", "members_sql", "normalise_observations"]

@@ -73,6 +73,7 @@ CREATE TABLE identity_observations (
 
 CREATE TABLE identity_edges (
     profile_id VARCHAR,
+    a BIGINT, b BIGINT,
     a_type VARCHAR, a_value VARCHAR,
     b_type VARCHAR, b_value VARCHAR,
     rule VARCHAR NOT NULL,

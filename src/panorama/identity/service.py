@@ -9,6 +9,7 @@ import orjson
 
 from panorama.config import Project
 from panorama.identity.graph import (
+    EDGES_SELECT,
     FAR_FUTURE,
     Resolution,
     RunStats,
@@ -147,18 +148,7 @@ def write_batch(cur: duckdb.DuckDBPyConnection) -> None:
         "first_name::VARCHAR AS first_name, last_name::VARCHAR AS last_name, birth_date::VARCHAR AS birth_date "
         "FROM _in_obs"
     )
-    cur.execute(
-        """
-        CREATE OR REPLACE TABLE identity_edges AS
-        SELECT coalesce(na.profile_id, nb.profile_id)::VARCHAR AS profile_id,
-               na.type AS a_type, na.value AS a_value, nb.type AS b_type, nb.value AS b_value,
-               e.rule::VARCHAR AS rule, e.accepted::BOOLEAN AS accepted, e.refused_by::VARCHAR AS refused_by,
-               e.probability::DOUBLE AS probability, e.source::VARCHAR AS source,
-               e.record_id::VARCHAR AS record_id, e.other_source::VARCHAR AS other_source,
-               e.other_record_id::VARCHAR AS other_record_id, e.ts::TIMESTAMP AS ts
-        FROM _out_edges e JOIN _out_nodes2 na ON na.node = e.a JOIN _out_nodes2 nb ON nb.node = e.b
-        """
-    )
+    cur.execute(f"CREATE OR REPLACE TABLE identity_edges AS {EDGES_SELECT}")
     cur.execute(
         """
         CREATE OR REPLACE TABLE identity_splink AS
