@@ -204,8 +204,11 @@ def parse(text: str) -> exp.Expression:
         raise SegmentError(f"syntax error: {description}", text, start) from None
     except TokenError as exc:
         raise SegmentError(f"cannot read the expression: {exc}") from None
-    if isinstance(tree, exp.Query | exp.DDL | exp.DML | exp.Command) or tree.find(exp.Query):
+    if isinstance(tree, exp.Query | exp.DDL | exp.DML | exp.Command):
         raise SegmentError("a segment is a boolean expression (a WHERE condition), not a statement")
+    if tree.find(exp.Query):
+        raise SegmentError("subqueries are not allowed in a segment; use the profile's columns and "
+                           "performed(...) for events")  # fmt: skip
     return tree
 
 
@@ -351,6 +354,8 @@ def compile_segment(text: str, columns: Mapping[str, str]) -> CompiledSegment:
         if isinstance(column.parent, exp.PropertyEQ | exp.Kwarg | exp.EQ) and column is column.parent.this \
                 and isinstance(column.parent.parent, exp.Anonymous):  # fmt: skip
             continue  # an argument name
+        if isinstance(column.parent, exp.Anonymous) and column.parent.name.lower() in EVENT_FUNCTIONS:
+            continue  # an unquoted event name: performed() says so
         name = column.name
         actual = name if name in columns else known.get(name.lower())
         if actual is None:

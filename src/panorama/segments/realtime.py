@@ -34,6 +34,7 @@ log = logging.getLogger("panorama.segments")
 STAGE = 400
 FULL_REFRESH_EVERY = 3600.0
 CATALOG_REFRESH_EVERY = 300.0  # new attribute keys and trait columns become usable
+CATALOG_RETRY_EVERY = 30.0  # sooner while some segment names a column not seen yet
 CLOCK_TICK = 0.25
 
 _runtimes: dict[int, Runtime] = {}
@@ -113,7 +114,7 @@ class Runtime:
     def _tick(self) -> None:
         now = time.monotonic()
         if now - self._catalog_at >= CATALOG_REFRESH_EVERY or (
-            self.segset.errors and now - self._catalog_at >= 30
+            self.segset.errors and now - self._catalog_at >= CATALOG_RETRY_EVERY
         ):
             self._catalog_at = now
             segset = SegmentSet.build(self.store, self.config)
