@@ -134,3 +134,21 @@ def test_sessions_join_across_batches(store, gap_minutes, sessions):
     table = write(store, [ev("a", "Home", str(t), type="page")])
     realtime.on_events(store, table, inputs=Inputs.by_user_id())
     assert traits_of(store)["a"]["web_sessions"] == sessions
+
+
+def test_refresh_profiles_after_a_merge(store):
+    """Identity merges `ghost` into `u1`: refreshing both rebuilds u1 and removes ghost."""
+    write(store, [
+        ev("u1", "Order Completed", "2024-05-01 10:00:00", order_id="a", revenue=10.0),
+        ev("ghost", "Order Completed", "2024-05-02 10:00:00", order_id="b", revenue=20.0),
+        ev("u2", "Home", "2024-05-02 11:00:00", type="page"),
+    ])  # fmt: skip
+    compute(store, config(), inputs=Inputs.by_user_id())
+    assert set(traits_of(store)) == {"u1", "ghost", "u2"}
+    merged = Inputs("SELECT CASE WHEN user_id = 'ghost' THEN 'u1' ELSE user_id END AS profile_id, * FROM events", None)
+    assert realtime.refresh_profiles(store, ["u1", "ghost"], inputs=merged) == 2
+    after = traits_of(store)
+    assert set(after) == {"u1", "u2"} and after["u1"]["orders"] == 2 and after["u1"]["revenue"] == 30.0
+    run = latest_run(store)
+    compute(store, config(), run["as_of"], point_in_time=False, params=run["parameters"], inputs=merged)
+    assert _same(after, traits_of(store)) == []

@@ -197,9 +197,7 @@ def _recompute_state(store: Store, ctx: _Context, inputs: Inputs) -> str | None:
     cur = store.cursor()
     if not cur.execute("SELECT count(*) FROM _rt_recompute").fetchone()[0]:
         return None
-    only = "WHERE profile_id IN (SELECT profile_id FROM _rt_recompute)"
-    pe = f"(SELECT * FROM ({inputs.events_sql}) {only})"
-    pr = f"(SELECT * FROM ({inputs.records_sql}) {only})" if inputs.records_sql else None
+    pe, pr = inputs.for_profiles("SELECT profile_id FROM _rt_recompute")
     pipeline = Pipeline(ctx.plan, ctx.params.as_of, "_rtf_")
     engine = DuckDBEngine(cur)
     for step in pipeline.state_steps(pe, pr):
@@ -216,8 +214,14 @@ def _update(store: Store, ctx: _Context, inputs: Inputs, pe: str) -> tuple[int, 
         for step in partial.state_steps(pe, None):
             engine.materialize(step.name, step.sql)
         state_cols = partial.state_columns()
+        # the stored state of the touched profiles, read once (trait_state is wide: every later
+        # join reads this small copy instead)
+        cur.execute(
+            "CREATE OR REPLACE TEMP TABLE _rt_old AS SELECT * FROM trait_state "
+            "WHERE profile_id IN (SELECT profile_id FROM _rtp_state)"
+        )
         # who needs their history: new profiles, history-bound traits touched, late web events
-        reasons = ["SELECT profile_id FROM _rtp_state WHERE profile_id NOT IN (SELECT profile_id FROM trait_state)"]
+        reasons = ["SELECT profile_id FROM _rtp_state WHERE profile_id NOT IN (SELECT profile_id FROM _rt_old)"]
         touch = []
         for c in ctx.history:
             cond = c.base if c.relation.startswith("u") else partial._sub(c.cond)
@@ -229,7 +233,7 @@ def _update(store: Store, ctx: _Context, inputs: Inputs, pe: str) -> tuple[int, 
         ]
         if late:
             reasons.append(
-                "SELECT p.profile_id FROM _rtp_state p JOIN trait_state o ON o.profile_id = p.profile_id "
+                "SELECT p.profile_id FROM _rtp_state p JOIN _rt_old o ON o.profile_id = p.profile_id "
                 f"WHERE {' OR '.join(late)}"
             )
         cur.execute(f"CREATE OR REPLACE TEMP TABLE _rt_recompute AS {' UNION '.join(reasons)}")
@@ -238,7 +242,7 @@ def _update(store: Store, ctx: _Context, inputs: Inputs, pe: str) -> tuple[int, 
         cur.execute(f"""
             CREATE OR REPLACE TEMP TABLE _rt_merged AS
             SELECT p.profile_id, {merge}
-            FROM _rtp_state p JOIN trait_state o ON o.profile_id = p.profile_id
+            FROM _rtp_state p JOIN _rt_old o ON o.profile_id = p.profile_id
             WHERE p.profile_id NOT IN (SELECT profile_id FROM _rt_recompute)
         """)
         merged = cur.execute("SELECT count(*) FROM _rt_merged").fetchone()[0]

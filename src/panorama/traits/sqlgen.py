@@ -225,6 +225,7 @@ class Pipeline:
         by_rel: dict[str, list[Compiled]] = {}
         sessions: dict[tuple[str, str], list[Compiled]] = {}
         special: list[Compiled] = []
+        events_of: dict[str, list[str]] = {}
         for c in self.plan.aggregations:
             agg = c.trait.spec.agg
             if agg == "sessions":
@@ -232,9 +233,20 @@ class Pipeline:
             elif agg in ("most_frequent", "previous_time"):
                 special.append(c)
             else:
-                by_rel.setdefault(c.relation, []).append(c)
+                # traits filtered by event name aggregate only their events' rows (a small share
+                # of the log, where page views dominate); the others read every row
+                events = c.trait.spec.event
+                group = c.relation
+                if c.relation == "events" and events:
+                    group = "events_named"
+                    for e in [events] if isinstance(events, str) else events:
+                        events_of.setdefault(group, [])
+                        if e not in events_of[group]:
+                            events_of[group].append(e)
+                by_rel.setdefault(group, []).append(c)
         columns = self.state_columns()
-        for rel, comps in by_rel.items():
+        for group, comps in by_rel.items():
+            rel = comps[0].relation
             # each distinct row condition is evaluated once per row, as a flag column
             flags: dict[str, str] = {}
             for c in comps:
@@ -242,9 +254,13 @@ class Pipeline:
             exprs = [e for c in comps for e in self._simple_aggregates(c, flags[self._sub(c.cond)])]
             names = [s.name for c in comps for s in columns if s.trait == c.trait.name]
             flag_cols = ", ".join(f"({cond}) AS {name}" for cond, name in flags.items())
+            where = ""
+            if group in events_of:
+                where = " WHERE event IN (" + ", ".join(
+                    "'" + e.replace("'", "''") + "'" for e in events_of[group]) + ")"  # fmt: skip
             sql = (f"SELECT profile_id, {', '.join(exprs)} "
-                   f"FROM (SELECT *, {flag_cols} FROM {self.rel(rel)}) GROUP BY profile_id")  # fmt: skip
-            out.append((Step(self.rel(f"agg_{rel}"), self._sub(sql)), names))
+                   f"FROM (SELECT *, {flag_cols} FROM {self.rel(rel)}{where}) GROUP BY profile_id")  # fmt: skip
+            out.append((Step(self.rel(f"agg_{group}"), self._sub(sql)), names))
         for i, ((rel, filt), comps) in enumerate(sessions.items()):
             out.append(self._sessions_step(i, rel, filt, comps))
         for i, c in enumerate(special):
