@@ -277,19 +277,36 @@ def demo_run(
         if serve_cmd is None:
             console.print("[yellow]the web server is not part of this version yet; the pipeline is done.[/]")
             return
-        _demo_write_key(directory)
+        _demo_access(directory)
         serve_cmd(directory)
 
 
-def _demo_write_key(directory: Path) -> None:
-    """Give the demo a write key for its `web` source, so SDKs can send events at once."""
+def _demo_access(directory: Path) -> None:
+    """Give the demo a write key for its `web` source (so SDKs can send events at once) and
+    one UI user per role, with random passwords written to DIR/demo-users.txt (mode 600)."""
+    import secrets
+
+    from panorama.auth.policy import ROLES_ORDER
+    from panorama.auth.users import create_user, get_user
     from panorama.ingest.keys import create_key, list_keys
 
+    credentials = directory / "demo-users.txt"
     with project_store(directory) as (_, store):
-        if any(k.source == "web" and k.active for k in list_keys(store)):
-            return
-        _, secret = create_key(store, "web")
-    console.print(f"write key for source 'web' (HTTP Basic user, empty password): [bold]{secret}[/]")
+        if not any(k.source == "web" and k.active for k in list_keys(store)):
+            _, secret = create_key(store, "web")
+            console.print(f"write key for source 'web' (HTTP Basic user, empty password): [bold]{secret}[/]")
+        lines = []
+        for role in ROLES_ORDER:
+            if get_user(store, role) is None:
+                password = secrets.token_urlsafe(12)
+                create_user(store, role, role, password, display_name=f"Demo {role}")
+                lines.append(f"{role}\t{password}\n")
+    if lines:
+        with open(credentials, "a", encoding="utf-8") as handle:
+            handle.writelines(lines)
+        credentials.chmod(0o600)
+    console.print(f"sign in at http://127.0.0.1:8000 as admin, marketing, sales, support or analyst; "
+                  f"passwords in {credentials}")  # fmt: skip
 
 
 # Each module adds its commands in its own `commands.py` with `register(app)`, so modules
