@@ -380,6 +380,8 @@ class WebhookDestinationConfig(_Strict):
     headers: dict[str, str] = Field(default_factory=dict)
     timeout: Duration = 10.0
     retry: RetryConfig = Field(default_factory=RetryConfig)
+    # deliveries in flight at once (order across them is not kept)
+    concurrency: Annotated[int, Field(ge=1, le=64)] = 4
 
     @field_validator("url")
     @classmethod
@@ -405,6 +407,7 @@ class EmailDestinationConfig(_Strict):
     html: str | None = None
     timeout: Duration = 10.0
     retry: RetryConfig = Field(default_factory=RetryConfig)
+    concurrency: Annotated[int, Field(ge=1, le=64)] = 2
 
     @model_validator(mode="after")
     def _body(self) -> EmailDestinationConfig:
