@@ -16,7 +16,7 @@ def test_slow_and_down_destinations_do_not_delay_the_others(tmp_path):
         tmp_path / "project",
         triggers={"order": {"event": "Order Completed", "destinations": ["slow", "down", "fast"]}},
         destinations={
-            "slow": {"type": "webhook", "url": slow.url, "secret": SECRET, "timeout": "5s"},
+            "slow": {"type": "webhook", "url": slow.url, "secret": SECRET, "timeout": "5s", "concurrency": 1},
             "down": {"type": "webhook", "url": f"http://127.0.0.1:{down}/x", "timeout": "1s",
                      "retry": {"initial": "50ms", "max": "100ms", "max_attempts": 100}},
             "fast": {"type": "webhook", "url": fast.url, "secret": SECRET},

@@ -132,28 +132,66 @@ def backoff(retry: RetryConfig, attempts: int) -> float:
     return delay * random.uniform(0.8, 1.2)
 
 
+@dataclass
+class Attempt:
+    """The outcome of one delivery attempt."""
+
+    item: Pending
+    ok: bool
+    permanent: bool = False
+    status: int | None = None
+    error: str | None = None
+    suppressed: bool = False
+
+
+def _next_state(a: Attempt, retry: RetryConfig | None, now: datetime) -> tuple[str, int, datetime]:
+    attempts = a.item.attempts + (0 if a.suppressed else 1)
+    if a.suppressed:
+        return "suppressed", attempts, now
+    if a.ok:
+        return "delivered", attempts, now
+    if a.permanent or retry is None or attempts >= retry.max_attempts:
+        return "dead", attempts, now
+    return "pending", attempts, now + timedelta(seconds=backoff(retry, attempts))
+
+
+def record_many(store: Store, results: list[Attempt], retry: RetryConfig | None,
+                now: datetime | None = None) -> list[str]:  # fmt: skip
+    """Write the outcomes of a round of attempts in one statement; returns the new statuses."""
+    if not results:
+        return []
+    now = now or utcnow()
+    states = [_next_state(a, retry, now) for a in results]
+    table = pa.table({
+        "id": pa.array([a.item.id for a in results], pa.int64()),
+        "status": [s[0] for s in states],
+        "attempts": pa.array([s[1] for s in states], pa.int32()),
+        "next_at": pa.array([s[2] for s in states], pa.timestamp("us")),
+        "ok": [a.ok for a in results],
+        "error": pa.array([a.error[:1000] if a.error else None for a in results], pa.string()),
+        "code": pa.array([a.status for a in results], pa.int32()),
+    })  # fmt: skip
+    cur = store.cursor()
+    name = f"_outbox_results_{threading.get_ident()}"
+    cur.register(name, table)
+    try:
+        cur.execute(
+            f"""UPDATE activation_outbox o SET status = r.status, attempts = r.attempts, last_attempt_at = ?,
+                    next_attempt_at = r.next_at, delivered_at = CASE WHEN r.ok THEN ? ELSE o.delivered_at END,
+                    last_error = r.error, last_status = r.code
+                FROM {name} r WHERE o.id = r.id""",
+            [now, now],
+        )  # fmt: skip
+    finally:
+        cur.unregister(name)
+    return [s[0] for s in states]
+
+
 def record(store: Store, item: Pending, *, ok: bool, permanent: bool = False, status: int | None = None,
            error: str | None = None, retry: RetryConfig | None = None, suppressed: bool = False,
            now: datetime | None = None) -> str:  # fmt: skip
     """Write one attempt's outcome; returns the row's new status."""
-    now = now or utcnow()
-    attempts = item.attempts + (0 if suppressed else 1)
-    if suppressed:
-        new_status, next_at = "suppressed", now
-    elif ok:
-        new_status, next_at = "delivered", now
-    elif permanent or retry is None or attempts >= retry.max_attempts:
-        new_status, next_at = "dead", now
-    else:
-        new_status, next_at = "pending", now + timedelta(seconds=backoff(retry, attempts))
-    store.execute(
-        """UPDATE activation_outbox SET status = ?, attempts = ?, last_attempt_at = ?,
-               next_attempt_at = ?, delivered_at = CASE WHEN ? THEN ? ELSE delivered_at END,
-               last_error = ?, last_status = ?
-           WHERE id = ?""",
-        [new_status, attempts, now, next_at, ok, now, error[:1000] if error else None, status, item.id],
-    )  # fmt: skip
-    return new_status
+    return record_many(store, [Attempt(item, ok, permanent, status, error, suppressed)], retry, now)[0]
 
 
 # -- reading and operating -----------------------------------------------------------------------

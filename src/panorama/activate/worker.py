@@ -19,6 +19,7 @@ import secrets
 import threading
 import time
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -32,6 +33,7 @@ from panorama.ingest import hooks
 from panorama.ingest.log import utcnow
 from panorama.segments.catalog import Catalog, build_catalog
 from panorama.segments.engine import export, transaction
+from panorama.segments.realtime import CoalescingWorker
 from panorama.store import Store
 
 log = logging.getLogger("panorama.activate")
@@ -73,20 +75,23 @@ def make_sender(store: Store, project: Project, name: str):
     raise DestinationError(f"destinations.{name}: {dest.type} destinations are not delivered from the outbox")
 
 
-def deliver_one(store: Store, sender, item: outbox.Pending, retry) -> str:
-    """One attempt at one outbox row; returns its new status."""
+def attempt(sender, item: outbox.Pending) -> outbox.Attempt:
+    """One delivery attempt (consent checked first); never raises."""
     profile = item.payload.get("profile") or {}
     refusal = consent.refusal(item.profile_id, profile, sender.name, sender.config.type)
     if refusal:
-        return outbox.record(store, item, ok=False, suppressed=True, error=f"consent: {refusal}")
+        return outbox.Attempt(item, False, suppressed=True, error=f"consent: {refusal}")
     try:
         outcome = sender.send(item, profile)
     except Exception as exc:  # a bug in a sender must not kill its worker
         log.exception("destination %s: delivery %s failed unexpectedly", sender.name, item.id)
-        outcome_error = f"{type(exc).__name__}: {exc}"
-        return outbox.record(store, item, ok=False, error=outcome_error, retry=retry)
-    return outbox.record(store, item, ok=outcome.ok, permanent=outcome.permanent, status=outcome.status,
-                         error=outcome.error, retry=retry)  # fmt: skip
+        return outbox.Attempt(item, False, error=f"{type(exc).__name__}: {exc}")
+    return outbox.Attempt(item, outcome.ok, outcome.permanent, outcome.status, outcome.error)
+
+
+def deliver_one(store: Store, sender, item: outbox.Pending, retry) -> str:
+    """One attempt at one outbox row, recorded; returns its new status."""
+    return outbox.record_many(store, [attempt(sender, item)], retry)[0]
 
 
 def deliver_pending(store: Store, project: Project, names: Iterable[str] | None = None,
@@ -126,28 +131,38 @@ def run_file_export(store: Store, project: Project, name: str, catalog: Catalog 
 
 
 class _DestinationWorker:
+    """One destination's deliveries: rounds of due rows, sent `concurrency` at a time, their
+    outcomes recorded in one statement per round."""
+
     def __init__(self, runtime: Runtime, name: str, sender):
         self.runtime = runtime
         self.name = name
         self.sender = sender
-        self.retry = runtime.project.config.destinations[name].retry
+        config = runtime.project.config.destinations[name]
+        self.retry = config.retry
+        self.concurrency = config.concurrency
+        self.round = max(4 * self.concurrency, 8)
+        self.pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix=f"panorama-send-{name}") \
+            if self.concurrency > 1 else None  # fmt: skip
         self.wake = threading.Event()
         self.thread = threading.Thread(target=self._run, name=f"panorama-deliver-{name}", daemon=True)
-        self.stats = {"delivered": 0, "failed": 0, "dead": 0}
+        self.stats = {"delivered": 0, "failed": 0, "dead": 0, "suppressed": 0}
 
     def _run(self) -> None:
         store = self.runtime.store
         stop = self.runtime.stopping
         while not stop.is_set():
             try:
-                items = outbox.due(store, self.name, 100)
-                for item in items:
-                    if stop.is_set():
-                        break
-                    status = deliver_one(store, self.sender, item, self.retry)
-                    key = {"delivered": "delivered", "dead": "dead"}.get(status, "failed")
-                    self.stats[key] += 1
-                if len(items) == 100:
+                items = outbox.due(store, self.name, self.round)
+                if items:
+                    if self.pool is not None:
+                        results = list(self.pool.map(lambda it: attempt(self.sender, it), items))
+                    else:
+                        results = [attempt(self.sender, it) for it in items]
+                    for status in outbox.record_many(store, results, self.retry):
+                        key = status if status in self.stats else "failed"
+                        self.stats[key] += 1
+                if len(items) == self.round:
                     continue
                 upcoming = outbox.next_due(store, self.name)
             except Exception:
@@ -159,6 +174,8 @@ class _DestinationWorker:
             if wait > 0:
                 self.wake.wait(wait)
             self.wake.clear()
+        if self.pool is not None:
+            self.pool.shutdown(wait=True)
         self.sender.close()
 
 
@@ -175,6 +192,7 @@ class Runtime:
         self._timer_wake = threading.Event()
         self._threads: list[threading.Thread] = []
         self._catalog: Catalog | None = None
+        self.events_worker: CoalescingWorker | None = None
         self.stats = {"batches": 0, "actions": 0, "timers": 0, "fired": 0, "last_ms": 0.0, "errors": 0}
 
     # -- the profile catalog: shared with the segments runtime when it runs -----------------------
@@ -202,6 +220,7 @@ class Runtime:
         _runtimes[id(self.store)] = self
         outbox.set_waker(self.store, self.wake)
         self._catch_up()
+        self.events_worker = CoalescingWorker("panorama-activation-rt", self.on_events).start()
         hooks.register(STAGE, "activation", on_events_hook)
         for worker in self.workers.values():
             worker.thread.start()
@@ -217,6 +236,8 @@ class Runtime:
         thread.start()
 
     def stop(self) -> None:
+        if self.events_worker is not None:
+            self.events_worker.stop()  # what the writer handed over last is still processed
         self.stopping.set()
         self._timer_wake.set()
         for worker in self.workers.values():
@@ -312,10 +333,10 @@ class Runtime:
 
 
 def on_events_hook(store: Store, events: pa.Table) -> None:
-    """The stage-500 hook (writer thread)."""
+    """The stage-500 hook (writer thread): hand the batch to the activation thread."""
     runtime = _runtimes.get(id(store))
-    if runtime is not None and events.num_rows and runtime.triggers:
-        runtime.on_events(events)
+    if runtime is not None and events.num_rows and runtime.triggers and runtime.events_worker:
+        runtime.events_worker.submit(events)
 
 
 def runtime_for(store: Store) -> Runtime | None:

@@ -45,6 +45,13 @@ class Source:
     sql: str  # one row per profile: profile_id and the columns
     columns: dict[str, str]  # column -> SQL type
     exprs: dict[str, str] = field(default_factory=dict)  # column -> SQL over the source row
+    # the same rows for the profiles of a relation `{ids}` (filtered before any aggregation)
+    filtered_sql: str | None = None
+
+    def for_ids(self, ids: str) -> str:
+        if self.filtered_sql is not None:
+            return self.filtered_sql.format(ids=ids)
+        return f"SELECT * FROM ({self.sql}) WHERE profile_id IN (SELECT profile_id FROM {ids})"
 
     def select(self, names) -> str:
         parts = ["profile_id"]
@@ -152,10 +159,14 @@ def _fallback_profile(store: Store, events_sql: str) -> Source:
         "last_seen_at": "max(timestamp)",
     }
     select = [f"{expr} AS {q(name)}" for name, expr in base.items() if name not in keys]
-    sql = f"SELECT profile_id, {', '.join(select + attrs)} FROM ({events_sql}) GROUP BY profile_id"
+    aggregates = ", ".join(select + attrs)
+    sql = f"SELECT profile_id, {aggregates} FROM ({events_sql}) GROUP BY profile_id"
+    filtered = (f"SELECT profile_id, {aggregates} FROM ({events_sql}) "
+                "WHERE profile_id IN (SELECT profile_id FROM {ids}) GROUP BY profile_id")  # fmt: skip
     columns = {"user_id": "VARCHAR", "anonymous_id": "VARCHAR", "first_seen_at": "TIMESTAMP",
                "last_seen_at": "TIMESTAMP", **keys}  # fmt: skip
-    return Source("profile", sql, columns)
+    return Source("profile", sql, columns, filtered_sql=filtered.replace("{", "{{").replace("}", "}}")
+                  .replace("{{ids}}", "{ids}"))  # fmt: skip
 
 
 def _resolved_membership(store: Store) -> str | None:

@@ -106,8 +106,7 @@ def _source_ctes(catalog: Catalog, names: Iterable[str]) -> tuple[list[str], lis
         if not cols:
             continue
         alias = f"_src{i}"
-        ctes.append(f"{alias} AS (SELECT {source.select(sorted(cols))} FROM ({source.sql}) "
-                    f"WHERE profile_id IN (SELECT profile_id FROM _ids))")  # fmt: skip
+        ctes.append(f"{alias} AS (SELECT {source.select(sorted(cols))} FROM ({source.for_ids('_ids')}))")
         joins.append(f"LEFT JOIN {alias} USING (profile_id)")
     return ctes, joins
 

@@ -18,6 +18,7 @@ expensive all-profile evaluation runs outside it (see `engine.refresh`).
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
 
@@ -36,8 +37,67 @@ FULL_REFRESH_EVERY = 3600.0
 CATALOG_REFRESH_EVERY = 300.0  # new attribute keys and trait columns become usable
 CATALOG_RETRY_EVERY = 30.0  # sooner while some segment names a column not seen yet
 CLOCK_TICK = 0.25
+# what the affected-profile lookup reads from a committed batch
+EVENT_KEY_COLUMNS = ["message_id", "source", "user_id", "anonymous_id"]
 
 _runtimes: dict[int, Runtime] = {}
+
+
+class CoalescingWorker:
+    """Work handed off by the writer thread: its hook only queues the committed batch (so
+    ingestion never waits for derived state); this thread takes everything queued, as one
+    table, and runs `fn` on it. Under load, many micro-batches share one evaluation."""
+
+    def __init__(self, name: str, fn, columns: list[str] | None = None):
+        self.name = name
+        self.fn = fn
+        self.columns = columns
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self.stats = {"runs": 0, "batches": 0, "rows": 0, "errors": 0, "last_ms": 0.0, "max_ms": 0.0}
+
+    def start(self) -> CoalescingWorker:
+        self._thread.start()
+        return self
+
+    def submit(self, table: pa.Table) -> None:
+        self._queue.put(table.select(self.columns) if self.columns else table)
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Finish what is queued, then stop."""
+        self._stop.set()
+        self._queue.put(None)
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        while True:
+            first = self._queue.get()
+            tables = [] if first is None else [first]
+            while True:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is not None:
+                    tables.append(item)
+            if tables:
+                started = time.perf_counter()
+                try:
+                    self.fn(tables[0] if len(tables) == 1 else pa.concat_tables(tables))
+                except Exception:
+                    self.stats["errors"] += 1
+                    log.exception("%s: processing %d committed batches failed (the log keeps them; "
+                                  "the next refresh catches up)", self.name, len(tables))  # fmt: skip
+                elapsed = (time.perf_counter() - started) * 1000
+                s = self.stats
+                s["runs"] += 1
+                s["batches"] += len(tables)
+                s["rows"] += sum(t.num_rows for t in tables)
+                s["last_ms"] = elapsed
+                s["max_ms"] = max(s["max_ms"], elapsed)
+            if self._stop.is_set() and self._queue.empty():
+                return
 
 
 class Runtime:
@@ -60,6 +120,7 @@ class Runtime:
 
     def start(self) -> Runtime:
         _runtimes[id(self.store)] = self
+        self.worker = CoalescingWorker("panorama-segments-rt", self.on_events, EVENT_KEY_COLUMNS).start()
         hooks.register(STAGE, "segments", on_events)
         self._thread = threading.Thread(target=self._clock, name="panorama-segments-clock", daemon=True)
         self._thread.start()
@@ -67,6 +128,7 @@ class Runtime:
 
     def stop(self) -> None:
         self._stop.set()
+        self.worker.stop()
         if self._thread is not None:
             self._thread.join(30)
         _runtimes.pop(id(self.store), None)
@@ -79,7 +141,7 @@ class Runtime:
         name = "_seg_rt_events"
         with self.lock:
             segset = self.segset
-            cur.register(name, events.select(["message_id", "source", "user_id", "anonymous_id"]))
+            cur.register(name, events.select(EVENT_KEY_COLUMNS))
             try:
                 changes = engine.evaluate_profiles(
                     self.store, segset, segset.catalog.affected_sql(name), utcnow(), "realtime", cur
@@ -143,10 +205,10 @@ class Runtime:
 
 
 def on_events(store: Store, events: pa.Table) -> None:
-    """The stage-400 hook (writer thread)."""
+    """The stage-400 hook (writer thread): hand the batch to the segments thread."""
     runtime = _runtimes.get(id(store))
     if runtime is not None and events.num_rows and runtime.segset.compiled:
-        runtime.on_events(events)
+        runtime.worker.submit(events)
 
 
 def runtime_for(store: Store) -> Runtime | None:
