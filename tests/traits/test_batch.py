@@ -59,6 +59,7 @@ def test_builtin_traits_by_hand(store):
     # 2024-01-10 10:00 -> 2024-03-03 00:00 is 52 days 14 h; 2024-03-01 09:00 -> 1 day 15 h
     assert u1["days_since_first_order"] == 52 and u1["days_since_last_order"] == 1
     assert u1["avg_days_between_orders"] == 51.0
+    assert u1["purchase_frequency"] == 2.0  # 2 orders x 365 / max(52, 365)
     assert u1["orders_90d"] == 2 and u1["revenue_365d"] == 150.0
     assert u1["discounted_orders"] == 1 and u1["discount_share"] == 0.5
     # Books twice, Shoes once among purchased items (the viewed Shoes does not count)

@@ -98,6 +98,9 @@ def builtin_specs(config: ProjectConfig) -> dict[str, tuple[str, dict]]:
         "avg_days_between_orders": _t(
             "(days from the first to the latest order) / (orders - 1)",
             expr="(days_since_first_order - days_since_last_order) / nullif(orders - 1, 0)"),
+        "purchase_frequency": _t(
+            "orders per year since the first order (over at least a year)",
+            expr="orders * 365 / greatest(days_since_first_order, 365)"),
         "orders_90d": _t("orders in the 90 days before the as-of time", agg="count", window="90d", **purchases),
         "orders_365d": _t("orders in the 365 days before the as-of time", agg="count", window="365d",
                           **purchases),
