@@ -70,6 +70,9 @@ class Catalog:
     columns: dict[str, str] = field(default_factory=dict)  # name -> SQL type
     owner: dict[str, str] = field(default_factory=dict)  # name -> source name
     membership_sql: str | None = None  # (source, record_id, profile_id), resolved mode
+    # identity's "events with their profile" SQL when it reads `FROM events e` once: the same
+    # lookup (by identifier signature) then runs on a batch instead of the whole log
+    batch_events_sql: str | None = None
 
     def source(self, name: str) -> Source:
         return next(s for s in self.sources if s.name == name)
@@ -78,15 +81,14 @@ class Catalog:
         """Profile ids of the events in the registered relation `batch` (events columns)."""
         if self.mode == "events":
             return f"SELECT DISTINCT {FALLBACK_PROFILE_ID} AS profile_id FROM {batch}"
-        return f"""
-            SELECT DISTINCT m.profile_id FROM {batch} b
-            JOIN ({self.membership_sql}) m ON m.source = b.source AND m.record_id = {_EVENT_RECORD_ID}
-        """
+        return f"SELECT DISTINCT profile_id FROM ({self.event_profiles_sql(batch)})"
 
     def event_profiles_sql(self, batch: str) -> str:
         """Every event of `batch` with its profile_id."""
         if self.mode == "events":
             return f"SELECT {FALLBACK_PROFILE_ID} AS profile_id, * FROM {batch}"
+        if self.batch_events_sql is not None:  # identity's own lookup, applied to the batch only
+            return self.batch_events_sql.replace("FROM events e", f"FROM {batch} e")
         return f"""
             SELECT m.profile_id, b.* FROM {batch} b
             JOIN ({self.membership_sql}) m ON m.source = b.source AND m.record_id = {_EVENT_RECORD_ID}
@@ -209,6 +211,8 @@ def build_catalog(store: Store) -> Catalog:
         sources.append(Source("profile", base_sql, cols, exprs))
         universe = f"SELECT DISTINCT profile_id FROM ({base_sql})"
         catalog = Catalog("resolved", universe, events_sql, sources, membership_sql=membership)
+        if events_sql.count("FROM events e") == 1:
+            catalog.batch_events_sql = events_sql
     else:
         events_sql = f"SELECT {FALLBACK_PROFILE_ID} AS profile_id, * FROM events"
         sources.append(_fallback_profile(store, events_sql))

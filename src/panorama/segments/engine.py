@@ -355,7 +355,16 @@ def sync_definitions(cur, segset: SegmentSet, now: datetime) -> Sync:
     return result
 
 
+def _profile_keys_changed(cur, catalog: Catalog) -> bool:
+    """Did profile ids change meaning since the last refresh (the first identity resolution
+    replaces the fallback keys)? Then every profile "enters" anew: a backfill, no triggers."""
+    row = cur.execute("SELECT value FROM segment_state WHERE key = 'profile_keys'").fetchone()
+    return row is not None and row[0] != catalog.mode
+
+
 def _mark_refreshed(cur, names: Iterable[str], segset: SegmentSet, now: datetime) -> None:
+    cur.execute("INSERT OR REPLACE INTO segment_state (key, value) VALUES ('profile_keys', ?)",
+                [segset.catalog.mode])  # fmt: skip
     for name in names:
         cur.execute("UPDATE segment_definitions SET fingerprint = ?, refreshed_at = ? WHERE segment = ?",
                     [segset.compiled[name].fingerprint, now, name])  # fmt: skip
@@ -400,7 +409,8 @@ def refresh(store: Store, segset: SegmentSet, names: list[str] | None = None,
     wanted = [n for n in (names if names is not None else segset.compiled) if n in segset.compiled]
     if backfill_only:
         wanted = [n for n in wanted if n in sync.backfill]
-    causes = {n: ("backfill" if n in sync.backfill else by) for n in wanted}
+    rekeyed = _profile_keys_changed(cur, segset.catalog)
+    causes = {n: ("backfill" if n in sync.backfill or rekeyed else by) for n in wanted}
     changes: list[Change] = []
     if wanted:
         if lock is None:

@@ -37,8 +37,6 @@ FULL_REFRESH_EVERY = 3600.0
 CATALOG_REFRESH_EVERY = 300.0  # new attribute keys and trait columns become usable
 CATALOG_RETRY_EVERY = 30.0  # sooner while some segment names a column not seen yet
 CLOCK_TICK = 0.25
-# what the affected-profile lookup reads from a committed batch
-EVENT_KEY_COLUMNS = ["message_id", "source", "user_id", "anonymous_id"]
 
 _runtimes: dict[int, Runtime] = {}
 
@@ -120,7 +118,7 @@ class Runtime:
 
     def start(self) -> Runtime:
         _runtimes[id(self.store)] = self
-        self.worker = CoalescingWorker("panorama-segments-rt", self.on_events, EVENT_KEY_COLUMNS).start()
+        self.worker = CoalescingWorker("panorama-segments-rt", self.on_events).start()
         hooks.register(STAGE, "segments", on_events)
         self._thread = threading.Thread(target=self._clock, name="panorama-segments-clock", daemon=True)
         self._thread.start()
@@ -141,7 +139,7 @@ class Runtime:
         name = "_seg_rt_events"
         with self.lock:
             segset = self.segset
-            cur.register(name, events.select(EVENT_KEY_COLUMNS))
+            cur.register(name, events)
             try:
                 changes = engine.evaluate_profiles(
                     self.store, segset, segset.catalog.affected_sql(name), utcnow(), "realtime", cur
