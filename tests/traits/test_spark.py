@@ -11,7 +11,11 @@ from panorama.traits import metrics
 from panorama.traits.batch import compute
 
 pyspark = pytest.importorskip("pyspark")
-pytestmark = [pytest.mark.xdist_group("traits_demo"), pytest.mark.slow]  # ~35-70 s: JVM start + ~25 Spark jobs
+pytestmark = [
+    pytest.mark.xdist_group("traits_demo"),
+    pytest.mark.slow,  # ~35-70 s: JVM start + ~25 Spark jobs
+    pytest.mark.filterwarnings("ignore:The copy keyword is deprecated"),  # pyspark toPandas on pandas 3
+]
 
 if shutil.which("java") is None:  # pragma: no cover - Spark needs a JVM
     pytest.skip("Spark needs Java (17+)", allow_module_level=True)
