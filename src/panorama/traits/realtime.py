@@ -285,3 +285,14 @@ def install() -> None:
     from panorama.ingest import hooks
 
     hooks.register(HOOK_STAGE, HOOK_NAME, on_events)
+
+
+class _Handle:
+    def stop(self) -> None:
+        """Nothing to stop: the hook runs in the writer thread."""
+
+
+def start(server_state=None) -> _Handle:
+    """The server's real-time stage protocol (`server.app.REALTIME_MODULES`): register the hook."""
+    install()
+    return _Handle()
