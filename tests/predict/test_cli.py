@@ -52,6 +52,9 @@ def test_cli_predict_evaluate_models_export(tmp_path):
     )
     (project / "panorama.yaml").write_text(config)
     assert _invoke("ingest", "--project", project).exit_code == 0
+    if any(c.name == "unify" for c in app.registered_commands):  # identity resolution: one profile per customer
+        unified = _invoke("unify", "--project", project)
+        assert unified.exit_code == 0, unified.output
 
     bad = _invoke("predict", "--project", project, "--as-of", "tomorrow")
     assert bad.exit_code == 1 and "--as-of 'tomorrow': not a date" in bad.output
@@ -63,7 +66,8 @@ def test_cli_predict_evaluate_models_export(tmp_path):
         assert "not trained" in out.output and "need at least" in out.output
     listing = _invoke("models", "--project", project)
     assert listing.exit_code == 0
-    assert ("churn-v1" in listing.output) == trained
+    assert ("no models yet" in listing.output) != trained
+    assert _invoke("models", "--show", "churn-v1", "--project", project).exit_code == (0 if trained else 1)
 
     report = _invoke("evaluate", "predictions", "--as-of", "2023-06-01", "--json", "--project", project)
     assert report.exit_code == (0 if trained else 1), report.output
