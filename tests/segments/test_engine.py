@@ -4,6 +4,7 @@ changes, exports, the CLI, and real-time evaluation giving the same result as th
 from __future__ import annotations
 
 import random
+import shutil
 from datetime import datetime, timedelta
 
 import pyarrow.csv as pacsv
@@ -38,11 +39,21 @@ def message(kind: str, user: str, at: datetime, n: int, **fields) -> dict:
     return normalize_message(msg, source="web", received_at=at)
 
 
+@pytest.fixture(scope="session")
+def migrated_store(tmp_path_factory):
+    """An empty store with every module's migrations applied, copied per test (migrating a new
+    store takes seconds)."""
+    path = tmp_path_factory.mktemp("template") / "panorama.duckdb"
+    open_store(path).close()
+    return path
+
+
 @pytest.fixture
-def project(tmp_path):
+def project(tmp_path, migrated_store):
     directory = tmp_path / "project"
     directory.mkdir()
     (directory / "panorama.yaml").write_text(yaml.safe_dump({"name": "t", "segments": SEGMENTS}))
+    shutil.copyfile(migrated_store, directory / "panorama.duckdb")
     return directory
 
 
