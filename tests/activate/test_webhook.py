@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 
+import httpx
 import pytest
 from typer.testing import CliRunner
 
@@ -99,6 +100,12 @@ def test_retries_after_500s_with_the_same_idempotency_key(tmp_path, receiver):
 def test_dead_deliveries_are_visible_and_retryable_from_the_cli(tmp_path, receiver, monkeypatch):
     receiver.statuses = [500] * 4 + [410]
     project, keys = _project(tmp_path, receiver)
+    from panorama.auth.tokens import create_token
+    from panorama.config import load_project
+    from panorama.store import open_store
+
+    with open_store(load_project(project).store_path) as store:
+        token = create_token(store, "ops", "marketing")[1]
     server = start_server(project, keys)
     try:
         client = sdk_client(server.url, keys["web"])
@@ -108,6 +115,14 @@ def test_dead_deliveries_are_visible_and_retryable_from_the_cli(tmp_path, receiv
         receiver.wait_for(lambda rs: len(rs) >= 5)
         wait_until(lambda: server.query("SELECT count(*) FROM activation_outbox WHERE status = 'dead'")[0][0] == 2,
                    what="two dead deliveries")  # fmt: skip
+        # the same, through the REST API while the server owns the store
+        auth = {"Authorization": f"Bearer {token}"}
+        status = httpx.get(server.url + "/api/v1/activation", headers=auth).json()
+        assert status["destinations"][0]["destination"] == "crm" and status["destinations"][0]["dead"] == 2
+        dead = httpx.get(server.url + "/api/v1/activation/deliveries", params={"status": "dead"}, headers=auth)
+        assert dead.status_code == 200 and {d["last_status"] for d in dead.json()["data"]} == {500, 410}
+        assert httpx.get(server.url + "/api/v1/activation").status_code == 401
+        assert httpx.post(server.url + "/api/v1/activation/retry", json={"all": True}, headers=auth).status_code == 403
     finally:
         server.stop()
     runner = CliRunner()

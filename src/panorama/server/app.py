@@ -121,6 +121,7 @@ def create_app(project: Project | Path | str, *, tuning: Tuning | None = None,
 
     api.install(app)
     ui.install(app)
+    _install_module_routes(app)
     if fast_path:
         app.add_middleware(IngestionFastPath)
     return app
@@ -130,6 +131,23 @@ def create_app(project: Project | Path | str, *, tuning: Tuning | None = None,
 # module's `start(state)` registers its hooks, starts its threads and returns a handle with
 # `stop()`, called at shutdown after the writer has drained. Modules not built yet are skipped.
 REALTIME_MODULES = ("panorama.segments.realtime", "panorama.activate.worker")
+
+
+# Modules that add REST routes of their own (`install(app)`); absent ones are skipped.
+ROUTE_MODULES = ("panorama.activate.api",)
+
+
+def _install_module_routes(app: FastAPI) -> None:
+    import importlib
+
+    for name in ROUTE_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name and name.startswith(exc.name):
+                continue
+            raise
+        module.install(app)
 
 
 def _start_realtime(server_state: ServerState) -> list:
