@@ -187,18 +187,19 @@ def models(
     if not rows:
         cli.console.print("no models yet: run `panorama predict`")
         return
-    table = Table("model", "status", "as of", "horizon", "training windows", "rows", "validation",
-                  "best baseline", "data", "trained", title="models")
+    table = Table("model", "status", "as of", "horizon", "windows", "rows", "validation (best baseline)", "data",
+                  title="models (details: panorama models --show MODEL)")
+    for column in table.columns[:4]:
+        column.no_wrap = True
     for r in rows:
         m, bases = r.metrics.get("model", {}), r.metrics.get("baselines", {})
         key, label = ("roc_auc", "AUC") if r.kind != "clv" else ("normalized_gini", "Gini")
         best = max(((n, b.get(key)) for n, b in bases.items() if b.get(key) is not None),
                    key=lambda t: t[1], default=(None, None))
         status = r.status if r.accepted else f"[yellow]{r.status}[/]"
-        table.add_row(r.model_id, status, f"{r.as_of:%Y-%m-%d}", f"{r.horizon_days} d",
-                      ", ".join(w["features_before"] for w in r.windows), f"{r.n_train:,}",
-                      f"{label} {_fmt(m.get(key))}", f"{best[0]} {_fmt(best[1])}" if best[0] else "-",
-                      r.data_fingerprint, f"{r.created_at:%Y-%m-%d %H:%M}")
+        validation = f"{label} {_fmt(m.get(key))}" + (f" ({best[0]} {_fmt(best[1])})" if best[0] else "")
+        table.add_row(r.model_id, status, f"{r.as_of:%Y-%m-%d}", f"{r.horizon_days} d", str(len(r.windows or [])),
+                      f"{r.n_train:,}", validation, r.data_fingerprint[:8])
     cli.console.print(table)
 
 
