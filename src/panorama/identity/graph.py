@@ -410,14 +410,15 @@ class Resolution:
         cur.execute(
             """
             CREATE OR REPLACE TEMP TABLE _plinks AS
-            SELECT x.anchor AS a, y.anchor AS b, max(p.probability) AS probability,
-                   arg_max(struct_pack(a_source := p.a_source, a_record_id := p.a_record_id,
-                                       b_source := p.b_source, b_record_id := p.b_record_id), p.probability) AS pair
-            FROM _in_splink p
-            JOIN _anchor x ON x.sig = p.a_sig
-            JOIN _anchor y ON y.sig = p.b_sig
-            WHERE x.anchor <> y.anchor
-            GROUP BY x.anchor, y.anchor
+            WITH pa AS MATERIALIZED (
+                SELECT p.*, x.anchor AS a FROM _in_splink p JOIN _anchor x ON x.sig = p.a_sig
+            ),
+            pb AS MATERIALIZED (SELECT pa.*, y.anchor AS b FROM pa JOIN _anchor y ON y.sig = pa.b_sig)
+            SELECT a, b, max(probability) AS probability,
+                   arg_max(struct_pack(a_source := a_source, a_record_id := a_record_id,
+                                       b_source := b_source, b_record_id := b_record_id), probability) AS pair
+            FROM pb WHERE a <> b
+            GROUP BY a, b
             """
         )
         self.timer.lap("links")

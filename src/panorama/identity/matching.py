@@ -1,0 +1,347 @@
+"""Probabilistic matching of person-like records with Splink (DuckDB backend).
+
+Records that share no reliable identifier — a second CRM account under another email, a
+loyalty card with a personal address, a trade contact — can still be one person: similar
+names (nicknames, typos, first and last swapped), the same date of birth (or day and month
+swapped), postcode, address, and similar emails. Splink scores record pairs; its parameters
+are estimated from the project's own data without labels (u by random sampling, m by
+expectation maximisation). Pairs at or above `identity.splink.threshold` become links in the
+identity graph, with their probability, and go through the same merge protection as
+deterministic links: a pair whose first names or dates of birth conflict is refused, so
+spouses, twins and namesakes stay apart.
+
+Splink runs on its own in-memory DuckDB connection with a copy of the candidate records
+(never on the store's connection: DESIGN.md's pitfalls).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import duckdb
+import orjson
+import pyarrow as pa
+
+from panorama.config import Project, SplinkSettings
+from panorama.identity.normalize import (
+    canonical_first_name,
+    first_name_key,
+    last_name_key,
+    normalize_address,
+    normalize_date,
+    normalize_postcode,
+    split_full_name,
+)
+from panorama.store.schema import CURRENT_RECORDS
+
+log = logging.getLogger("panorama.identity")
+
+_KEYS = {
+    "first": ("first_name", "firstName", "given_name"),
+    "last": ("last_name", "lastName", "surname", "family_name"),
+    "full": ("full_name", "name", "fullName"),
+    "dob": ("birth_date", "birthday", "date_of_birth", "dob", "dateOfBirth"),
+    "postcode": ("postal_code", "postcode", "zip", "postalCode", "zip_code"),
+    "address": ("address_line1", "address", "street", "address1"),
+    "city": ("city", "town"),
+}
+
+# Blocking keys (columns bk_*): a value shared by more than `max_block_size` records is
+# dropped from its key, so one common name or a shared mailbox cannot produce millions of pairs.
+BLOCKING_KEYS: dict[str, tuple[str, ...]] = {
+    "bk_email": ("email_local",),
+    "bk_phone": ("phone",),
+    "bk_last_dob": ("last_name", "birth_date"),
+    "bk_first_dob": ("first_canon", "birth_date"),
+    "bk_postcode_first": ("postcode", "first_canon"),
+    "bk_name_city": ("first_canon", "last_name", "city"),
+}
+DEFAULT_BLOCKING = [f"l.{k} = r.{k}" for k in BLOCKING_KEYS]
+MIN_RECORDS = 50  # fewer person records than this: nothing to estimate from
+
+
+def _json(keys: tuple[str, ...]) -> str:
+    return "coalesce(" + ", ".join(f"json_extract_string(attributes, '$.\"{k}\"')" for k in keys) + ")"
+
+
+@dataclass
+class Candidates:
+    table: pa.Table  # one row per person-like record
+    rows: int
+
+
+def candidates(cur: duckdb.DuckDBPyConnection, project: Project) -> Candidates:
+    """The person-like records (with `_sn`, the normalised identifiers, from the resolution)."""
+    settings = project.config.identity.splink
+    region = project.config.identity.default_region
+    sources = settings.sources or [n for n, s in project.config.sources.items() if s.kind == "records"]
+    if not sources:
+        return Candidates(pa.table({}), 0)
+    names = ", ".join("'" + s.replace("'", "''") + "'" for s in sources)
+    cols = {k: _json(v) for k, v in _KEYS.items()}
+    rows = cur.execute(
+        f"""
+        WITH r AS (
+            SELECT source, record_id, hash(coalesce(identifiers, CAST([] AS STRUCT(type VARCHAR, value VARCHAR)[]))) AS sig,
+                   {cols['first']} AS f, {cols['last']} AS l, {cols['full']} AS n, {cols['dob']} AS d,
+                   {cols['postcode']} AS pc, {cols['address']} AS ad, {cols['city']} AS ci
+            FROM ({CURRENT_RECORDS}) WHERE source IN ({names}) AND attributes IS NOT NULL
+        ),
+        ids AS (
+            SELECT s.sig, min(s.value) FILTER (WHERE u.kind = 'email') AS email,
+                   min(s.value) FILTER (WHERE u.kind = 'phone') AS phone
+            FROM _sn s JOIN _rules u ON u.type = s.type
+            WHERE s.status = 'ok' AND u.kind IN ('email', 'phone') GROUP BY s.sig
+        )
+        SELECT r.source, r.record_id, r.sig, r.f, r.l, r.n, r.d, r.pc, r.ad, r.ci, ids.email, ids.phone
+        FROM r LEFT JOIN ids USING (sig)
+        ORDER BY r.source, r.record_id
+        """
+    ).fetchall()
+    if settings.identify_events:
+        rows += cur.execute(
+            f"""
+            SELECT source, message_id, hash(identifiers), json_extract_string(traits, '$.firstName'),
+                   json_extract_string(traits, '$.lastName'), json_extract_string(traits, '$.name'),
+                   json_extract_string(traits, '$.birthday'), json_extract_string(traits, '$.address.postalCode'),
+                   json_extract_string(traits, '$.address.street'), json_extract_string(traits, '$.address.city'),
+                   NULL, NULL
+            FROM events WHERE type = 'identify' AND traits IS NOT NULL
+              AND coalesce(json_extract_string(traits, '$.firstName'), json_extract_string(traits, '$.name')) IS NOT NULL
+            """
+        ).fetchall()
+    out: dict[str, list] = {k: [] for k in ("unique_id", "source", "record_id", "sig", "first_name", "first_canon",
+                                            "last_name", "birth_date", "postcode", "address", "city", "email",
+                                            "email_local", "phone")}  # fmt: skip
+    for i, (source, record_id, sig, f, la, n, d, pc, ad, ci, email, phone) in enumerate(rows):
+        first, last = first_name_key(f), last_name_key(la)
+        if (first is None or last is None) and n:
+            f2, l2 = split_full_name(n)
+            first, last = first or f2, last or l2
+        if first is None and last is None:
+            continue
+        out["unique_id"].append(i)
+        out["source"].append(source)
+        out["record_id"].append(record_id)
+        out["sig"].append(sig)
+        out["first_name"].append(first)
+        out["first_canon"].append(canonical_first_name(first))
+        out["last_name"].append(last)
+        out["birth_date"].append(normalize_date(d, region) if d else None)
+        out["postcode"].append(normalize_postcode(pc, region) if pc else None)
+        out["address"].append(normalize_address(ad) if ad else None)
+        out["city"].append(ci.strip().lower() if ci and ci.strip() else None)
+        out["email"].append(email)
+        out["email_local"].append(email.split("@", 1)[0] if email else None)
+        out["phone"].append(phone)
+    from collections import Counter
+
+    n = len(out["unique_id"])
+    for key, parts in BLOCKING_KEYS.items():
+        values = [None if any(out[p][i] is None for p in parts) else "\x1f".join(out[p][i] for p in parts)
+                  for i in range(n)]  # fmt: skip
+        counts = Counter(v for v in values if v is not None)
+        out[key] = [v if v is not None and counts[v] <= settings.max_block_size else None for v in values]
+    types = {"unique_id": pa.int64(), "sig": pa.uint64()}
+    table = pa.table({k: pa.array(v, types.get(k, pa.string())) for k, v in out.items()})
+    return Candidates(table, table.num_rows)
+
+
+def settings_for(settings: SplinkSettings):
+    import splink.comparison_level_library as cll
+    import splink.comparison_library as cl
+    from splink import SettingsCreator
+
+    first = cl.CustomComparison(
+        output_column_name="first_name",
+        comparison_levels=[
+            cll.NullLevel("first_name"),
+            cll.ExactMatchLevel("first_name").configure(tf_adjustment_column="first_name"),
+            cll.CustomLevel("first_canon_l = first_canon_r", "same name (nickname)"),
+            cll.CustomLevel("first_name_l = last_name_r AND last_name_l = first_name_r", "first and last swapped"),
+            cll.DamerauLevenshteinLevel("first_name", 1),
+            cll.JaroWinklerLevel("first_name", 0.88),
+            cll.CustomLevel("(length(first_name_l) = 1 OR length(first_name_r) = 1) "
+                            "AND substr(first_name_l, 1, 1) = substr(first_name_r, 1, 1)", "initial"),  # fmt: skip
+            cll.ElseLevel(),
+        ],
+    )
+    last = cl.CustomComparison(
+        output_column_name="last_name",
+        comparison_levels=[
+            cll.NullLevel("last_name"),
+            cll.ExactMatchLevel("last_name").configure(tf_adjustment_column="last_name"),
+            cll.CustomLevel("first_name_l = last_name_r AND last_name_l = first_name_r", "first and last swapped"),
+            cll.DamerauLevenshteinLevel("last_name", 1),
+            cll.JaroWinklerLevel("last_name", 0.88),
+            cll.ElseLevel(),
+        ],
+    )
+    dob = cl.CustomComparison(
+        output_column_name="birth_date",
+        comparison_levels=[
+            cll.NullLevel("birth_date"),
+            cll.ExactMatchLevel("birth_date"),
+            cll.CustomLevel("substr(birth_date_l, 1, 4) = substr(birth_date_r, 1, 4) "
+                            "AND substr(birth_date_l, 6, 2) = substr(birth_date_r, 9, 2) "
+                            "AND substr(birth_date_l, 9, 2) = substr(birth_date_r, 6, 2)", "day and month swapped"),
+            cll.DamerauLevenshteinLevel("birth_date", 1),
+            cll.ElseLevel(),
+        ],
+    )
+    address = cl.CustomComparison(
+        output_column_name="address",
+        comparison_levels=[
+            cll.NullLevel("address"),
+            cll.ExactMatchLevel("address"),
+            cll.JaroWinklerLevel("address", 0.9),
+            cll.ElseLevel(),
+        ],
+    )
+    phone = cl.CustomComparison(
+        output_column_name="phone",
+        comparison_levels=[cll.NullLevel("phone"), cll.ExactMatchLevel("phone"),
+                           cll.DamerauLevenshteinLevel("phone", 1), cll.ElseLevel()],  # fmt: skip
+    )
+    blocking = settings.blocking or DEFAULT_BLOCKING
+    return SettingsCreator(
+        link_type="dedupe_only",
+        unique_id_column_name="unique_id",
+        comparisons=[first, last, dob, cl.PostcodeComparison("postcode"), address,
+                     cl.EmailComparison("email"), phone],  # fmt: skip
+        blocking_rules_to_generate_predictions=list(blocking),
+        retain_intermediate_calculation_columns=False,
+        retain_matching_columns=False,
+        additional_columns_to_retain=[],
+        max_iterations=20,
+    )
+
+
+@dataclass
+class Model:
+    linker: object
+    con: duckdb.DuckDBPyConnection
+
+
+def train(table: pa.Table, settings: SplinkSettings) -> Model:
+    """A Splink model estimated (unsupervised) on `table`, on its own DuckDB connection."""
+    from splink import DuckDBAPI, Linker, block_on
+
+    logging.getLogger("splink").setLevel(logging.ERROR)
+    con = duckdb.connect()
+    con.execute("SET threads = 2")
+    db_api = DuckDBAPI(con)
+    df = db_api.register(table, table_name="panorama_people")
+    linker = Linker(df, settings_for(settings), log_level=None)
+    try:
+        linker.training.estimate_probability_two_random_records_match(
+            [block_on("email"), block_on("phone")], recall=0.7
+        )
+    except Exception as exc:  # no deterministic pairs to count: keep the default prior
+        log.info("splink: prior not estimated (%s)", exc)
+    linker.training.estimate_u_using_random_sampling(max_pairs=settings.max_pairs, seed=settings.seed)
+    for rule in (block_on("bk_name_city"), block_on("bk_last_dob"), block_on("bk_postcode_first")):
+        try:
+            linker.training.estimate_parameters_using_expectation_maximisation(rule, max_pairs=settings.max_pairs)
+        except Exception as exc:  # too few pairs under this rule to estimate from
+            log.info("splink: EM under %s skipped (%s)", rule, exc)
+    return Model(linker, con)
+
+
+def predict(model: Model, threshold: float) -> pa.Table:
+    """Scored pairs at or above `threshold`: unique_id_l, unique_id_r, match_probability,
+    match_weight and the comparison levels (gamma_*)."""
+    result = model.linker.inference.predict(threshold_match_probability=threshold)
+    return result.as_pyarrow_table()
+
+
+_CORROBORATION = {
+    "birth_date": """a.birth_date = b.birth_date
+        OR (substr(a.birth_date, 1, 4) = substr(b.birth_date, 1, 4)
+            AND substr(a.birth_date, 6, 2) = substr(b.birth_date, 9, 2)
+            AND substr(a.birth_date, 9, 2) = substr(b.birth_date, 6, 2))
+        OR damerau_levenshtein(a.birth_date, b.birth_date) <= 1""",
+    "postal_code": "a.postcode = b.postcode",
+    "address": "jaro_winkler_similarity(a.address, b.address) >= 0.9",
+    "phone": "a.phone = b.phone",
+    "email": "a.email = b.email",
+}
+
+
+def _corroborated(people: pa.Table, pairs: pa.Table, fields: list[str]) -> pa.Table:
+    """The pairs on which one of `fields` agrees (with `_row`: the pair's row in `pairs`)."""
+    con = duckdb.connect()
+    try:
+        con.register("people", people.select(["unique_id", "birth_date", "postcode", "address", "phone", "email"]))
+        con.register("pairs", pairs.select(["unique_id_l", "unique_id_r"]).append_column(
+            "_row", pa.array(range(pairs.num_rows), pa.int64())))  # fmt: skip
+        condition = " OR ".join(f"({_CORROBORATION[f]})" for f in fields)
+        keep = con.execute(
+            f"""
+            SELECT p._row FROM pairs p
+            JOIN people a ON a.unique_id = p.unique_id_l JOIN people b ON b.unique_id = p.unique_id_r
+            WHERE coalesce({condition}, false)
+            ORDER BY p._row
+            """
+        ).fetchnumpy()["_row"]
+    finally:
+        con.close()
+    out = pairs.take(pa.array(keep, pa.int64()))
+    return out.append_column("_row", pa.array(keep, pa.int64()))
+
+
+def score_pairs(cur: duckdb.DuckDBPyConnection, project: Project) -> int:
+    """Fill temp table `_in_splink` with the pairs at or above the threshold; returns how many."""
+    settings = project.config.identity.splink
+    found = candidates(cur, project)
+    if found.rows < MIN_RECORDS:
+        return 0
+    try:
+        model = train(found.table, settings)
+        pairs = predict(model, settings.threshold)
+    except Exception as exc:  # a model that cannot be estimated must not stop the deterministic graph
+        log.warning("splink matching skipped: %s", exc)
+        return 0
+    finally:
+        try:
+            model.con.close()  # type: ignore[possibly-undefined]
+        except Exception:
+            pass
+    if pairs.num_rows == 0:
+        return 0
+    gammas = [c for c in pairs.column_names if c.startswith("gamma_")]
+    evidence = [
+        orjson.dumps({g[6:]: int(v) for g, v in zip(gammas, vals, strict=True) if v is not None}).decode()
+        for vals in zip(*(pairs.column(g).to_pylist() for g in gammas), strict=True)
+    ] if gammas else [None] * pairs.num_rows  # fmt: skip
+    if settings.corroborate:
+        pairs = _corroborated(found.table, pairs, list(settings.corroborate))
+        if pairs.num_rows == 0:
+            return 0
+        evidence = [evidence[i] for i in pairs.column("_row").to_pylist()]
+    cur.register("_splink_people", found.table.select(["unique_id", "sig", "source", "record_id"]))
+    cur.register("_splink_pairs", pa.table({
+        "l": pairs.column("unique_id_l").cast(pa.int64()),
+        "r": pairs.column("unique_id_r").cast(pa.int64()),
+        "p": pairs.column("match_probability").cast(pa.float64()),
+        "evidence": pa.array(evidence, pa.string()),
+    }))
+    cur.execute(
+        """
+        INSERT INTO _in_splink
+        WITH pa AS MATERIALIZED (
+            SELECT p.*, a.sig AS a_sig, a.source AS a_source, a.record_id AS a_record_id
+            FROM _splink_pairs p JOIN _splink_people a ON a.unique_id = p.l
+        ),
+        pb AS MATERIALIZED (
+            SELECT pa.*, b.sig AS b_sig, b.source AS b_source, b.record_id AS b_record_id
+            FROM pa JOIN _splink_people b ON b.unique_id = pa.r
+        )
+        SELECT a_sig, b_sig, p, a_source, a_record_id, b_source, b_record_id, evidence
+        FROM pb WHERE a_sig <> b_sig
+        """
+    )
+    cur.unregister("_splink_pairs")
+    cur.unregister("_splink_people")
+    return cur.execute("SELECT count(*) FROM _in_splink").fetchone()[0]
