@@ -141,8 +141,15 @@ class SplinkSettings(_Strict):
     sources: list[str] | None = None
     # include identify calls carrying a name (web sign-ups)
     identify_events: bool = False
-    # record pairs sampled to estimate u
-    max_pairs: Annotated[int, Field(ge=10_000)] = 2_000_000
+    # record pairs sampled to estimate u (and at most this many pairs per EM run)
+    max_pairs: Annotated[int, Field(ge=10_000)] = 1_000_000
+    # a match also needs one of these to agree (empty: no requirement): names and emails alone
+    # do not tell namesakes or same-named family members apart. birth_date: exact, day and
+    # month swapped, or one typo; postal_code, phone, email: exact; address: Jaro-Winkler >= 0.9
+    corroborate: list[Literal["birth_date", "postal_code", "address", "phone", "email"]] = Field(
+        default_factory=lambda: ["birth_date"])
+    # blocking values shared by more records than this are not used to form pairs
+    max_block_size: Annotated[int, Field(ge=2)] = 50
     seed: int = 42
 
 
