@@ -325,16 +325,11 @@ COMMAND_MODULES = (
 
 
 def _register_commands() -> None:
-    import importlib
+    from panorama.modules import optional_import
 
     for module_name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name and module_name.startswith(exc.name):
-                continue
-            raise
-        module.register(app)
+        if (module := optional_import(module_name)) is not None:
+            module.register(app)
 
 
 _register_commands()

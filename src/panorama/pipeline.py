@@ -6,10 +6,11 @@ directory; steps whose module is not built yet are absent.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+from panorama.modules import optional_import
 
 # (title, "module:function"); each function takes `project: Path`.
 STEPS = (
@@ -30,13 +31,8 @@ class Step:
 
 def _resolve(target: str) -> Callable | None:
     module_name, _, function = target.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name and module_name.startswith(exc.name):
-            return None
-        raise
-    return getattr(module, function, None)
+    module = optional_import(module_name)
+    return None if module is None else getattr(module, function, None)
 
 
 def steps() -> list[Step]:

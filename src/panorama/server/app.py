@@ -138,16 +138,11 @@ ROUTE_MODULES = ("panorama.activate.api",)
 
 
 def _install_module_routes(app: FastAPI) -> None:
-    import importlib
+    from panorama.modules import optional_import
 
     for name in ROUTE_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name and name.startswith(exc.name):
-                continue
-            raise
-        module.install(app)
+        if (module := optional_import(name)) is not None:
+            module.install(app)
 
 
 def _start_realtime(server_state: ServerState) -> list:

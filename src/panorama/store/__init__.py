@@ -6,7 +6,6 @@ migrations, and turns DuckDB's lock error into a message that says what to do.
 
 from __future__ import annotations
 
-import importlib
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,6 +13,7 @@ from pathlib import Path
 
 import duckdb
 
+from panorama.modules import optional_import
 from panorama.store.schema import MODULE_SCHEMAS, Migration
 
 
@@ -77,12 +77,9 @@ class Store:
 def _module_migrations() -> list[Migration]:
     migrations: list[Migration] = []
     for module_name, versions in MODULE_SCHEMAS.items():
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name and module_name.startswith(exc.name):  # that module has no tables (yet)
-                continue
-            raise
+        module = optional_import(module_name)
+        if module is None:  # that module has no tables (yet)
+            continue
         for migration in module.MIGRATIONS:
             if migration.version not in versions:
                 raise StoreError(
