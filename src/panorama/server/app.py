@@ -146,18 +146,10 @@ def _install_module_routes(app: FastAPI) -> None:
 
 
 def _start_realtime(server_state: ServerState) -> list:
-    import importlib
+    from panorama.modules import optional_import
 
-    handles = []
-    for name in REALTIME_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name and name.startswith(exc.name):
-                continue
-            raise
-        handles.append(module.start(server_state))
-    return handles
+    modules = (optional_import(name) for name in REALTIME_MODULES)
+    return [module.start(server_state) for module in modules if module is not None]
 
 
 def state(app_or_request) -> ServerState:
