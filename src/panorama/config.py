@@ -477,6 +477,104 @@ class TriggerConfig(_Strict):
         return self
 
 
+# -- journeys and experiments (docs/journeys.md, docs/experiments.md) ---------------------------
+
+JOURNEY_STAGES_DEFAULT: dict[str, list[str]] = {
+    # the Segment e-commerce spec's events (and page/screen calls, named "Page Viewed" and
+    # "Screen Viewed"), by the stage of the customer journey they show
+    "awareness": ["Page Viewed", "Screen Viewed", "Products Searched", "Product List Viewed",
+                  "Product List Filtered", "Promotion Viewed", "Promotion Clicked", "Email Opened",
+                  "Email Clicked", "SMS Clicked", "Push Opened", "Push Clicked"],
+    "consideration": ["Product Viewed", "Product Clicked", "Product Added", "Product Removed",
+                      "Cart Viewed", "Product Added to Wishlist", "Signed Up", "Newsletter Subscribed",
+                      "Experiment Viewed"],
+    "purchase": ["Checkout Started", "Checkout Step Viewed", "Checkout Step Completed",
+                 "Payment Info Entered", "Coupon Applied", "Order Completed"],
+    "retention": ["Order Refunded", "Order Cancelled", "Ticket Opened", "NPS Survey Answered",
+                  "Subscription Renewed", "Offer Redeemed"],
+    "advocacy": ["Review Submitted", "Product Reviewed", "Referral Sent", "Product Shared",
+                 "Cart Shared"],
+}
+
+
+class JourneysConfig(_Strict):
+    """Journey stages (docs/journeys.md): stage -> the events that show it, in journey order."""
+
+    stages: dict[str, list[str]] = Field(default_factory=lambda: dict(JOURNEY_STAGES_DEFAULT))
+    # a purchase event by a profile that already purchased counts in this stage (repeat orders
+    # are retention); null keeps it in its own stage
+    repeat_purchase_stage: str | None = "retention"
+    purchase_events: list[str] = Field(default_factory=lambda: ["Order Completed"])
+    # default funnel steps (stage names or event names), in order
+    funnel: list[str] | None = None
+    # a profile whose last stage is older than this (before the period end) has stalled there
+    stall_after: Duration = 30 * 86400.0
+
+    @model_validator(mode="after")
+    def _check(self) -> JourneysConfig:
+        if not self.stages:
+            raise ValueError("stages: give at least one stage")
+        seen: dict[str, str] = {}
+        for stage, events in self.stages.items():
+            for event in events:
+                if event in seen and seen[event] != stage:
+                    raise ValueError(f"stages: event {event!r} is in both {seen[event]!r} and {stage!r}")
+                seen[event] = stage
+        if self.repeat_purchase_stage is not None and self.repeat_purchase_stage not in self.stages:
+            raise ValueError(f"repeat_purchase_stage: unknown stage {self.repeat_purchase_stage!r}; "
+                             f"stages: {', '.join(self.stages)}")
+        return self
+
+
+class ExperimentConfig(_Strict):
+    """A declared A/B test (docs/experiments.md). Exposure: the first `assignment_event` of a
+    profile whose `id_property` equals `experiment_id`; its `variant_property` is the variant."""
+
+    experiment_id: str | None = None  # default: the experiment's name in this file
+    description: str | None = None
+    # the first variant is the control
+    variants: list[str] | None = Field(default=None, min_length=2)
+    # expected traffic share per variant (default: equal)
+    weights: list[float] | None = None
+    assignment_event: str = "Experiment Viewed"
+    id_property: str = "experiment_id"
+    variant_property: str = "variant"
+    metric: Literal["conversion", "revenue", "retention"] = "conversion"
+    metric_event: str | list[str] = "Order Completed"
+    # the metric counts events within this time after the profile's exposure
+    window: Duration = 3600.0
+    alpha: Annotated[float, Field(gt=0, lt=0.5)] = 0.05
+    power: Annotated[float, Field(gt=0.5, lt=1)] = 0.8
+    # minimum detectable effect, relative to the control (0.1 = +10%), for the planned sample size
+    mde: Annotated[float, Field(gt=0)] | None = None
+    baseline: Annotated[float, Field(gt=0)] | None = None
+    # fixed horizon: results are final at this exposure count per variant and/or this end time
+    sample_size: Annotated[int, Field(ge=2)] | None = None
+    start: str | None = None
+    end: str | None = None
+    # always-valid (mSPRT) analysis: look at any time without inflating false positives
+    sequential: bool = False
+    hypothesis: str | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> ExperimentConfig:
+        if self.weights is not None:
+            if self.variants is None or len(self.weights) != len(self.variants):
+                raise ValueError("weights: give one weight per variant (and list the variants)")
+            if any(w <= 0 for w in self.weights):
+                raise ValueError("weights: every weight must be positive")
+        for key in ("start", "end"):
+            value = getattr(self, key)
+            if value is not None:
+                from datetime import datetime
+
+                try:
+                    datetime.fromisoformat(value)
+                except ValueError:
+                    raise ValueError(f"{key}: {value!r} is not an ISO date (YYYY-MM-DD[ HH:MM])") from None
+        return self
+
+
 class ProjectConfig(_Strict):
     name: str
     store: str = "panorama.duckdb"
@@ -492,6 +590,9 @@ class ProjectConfig(_Strict):
     segments: dict[str, SegmentConfig] = Field(default_factory=dict)
     triggers: dict[str, TriggerConfig] = Field(default_factory=dict)
     destinations: dict[str, DestinationConfig] = Field(default_factory=dict)
+    # journey stages and declared A/B tests (docs/journeys.md, docs/experiments.md)
+    journeys: JourneysConfig = Field(default_factory=JourneysConfig)
+    experiments: dict[str, ExperimentConfig] = Field(default_factory=dict)
 
     @field_validator("traits")
     @classmethod

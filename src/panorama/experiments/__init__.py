@@ -1,0 +1,1 @@
+"""A/B test analysis and the hypothesis backlog (docs/experiments.md)."""
