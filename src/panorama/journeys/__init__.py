@@ -1,0 +1,1 @@
+"""Customer journeys: stages, flows, funnels, paths, stalls, process discovery (docs/journeys.md)."""
