@@ -134,10 +134,11 @@ def make_project(directory: Path, hook_url: str, history: int) -> str:
     return key
 
 
-def background(url: str, key: str, rate: float, stop: threading.Event, sent: list[int], users: int) -> None:
-    """Batches of 100 events at about `rate` events/s."""
+def background(url: str, key: str, rate: float, stop: threading.Event, sent: list[int], users: int,
+               seed: int) -> None:
+    """Batches of 100 events at about `rate` events/s (one connection)."""
     auth = "Basic " + base64.b64encode(f"{key}:".encode()).decode()
-    rng = random.Random(2)
+    rng = random.Random(seed)
     with httpx.Client(timeout=30, headers={"Authorization": auth}) as client:
         interval = 100 / rate
         next_at = time.perf_counter()
@@ -177,6 +178,7 @@ def main() -> int:
     parser.add_argument("--load", type=float, default=2000, help="background events per second")
     parser.add_argument("--history", type=int, default=100_000, help="older events in the store")
     parser.add_argument("--users", type=int, default=5000, help="customers in the background load")
+    parser.add_argument("--senders", type=int, default=4, help="background connections")
     args = parser.parse_args()
 
     receiver = Receiver()
@@ -203,8 +205,11 @@ def main() -> int:
         time.sleep(1.0)  # the segments start-up refresh
         stop = threading.Event()
         sent = [0]
-        load = threading.Thread(target=background, args=(url, key, args.load, stop, sent, args.users), daemon=True)
-        load.start()
+        loads = [threading.Thread(target=background, daemon=True,
+                                  args=(url, key, args.load / args.senders, stop, sent, args.users, n))
+                 for n in range(args.senders)]  # fmt: skip
+        for load in loads:
+            load.start()
         time.sleep(2.0)  # warm up under load
         auth = "Basic " + base64.b64encode(f"{key}:".encode()).decode()
         sent_at: dict[str, float] = {}
@@ -228,7 +233,8 @@ def main() -> int:
         load_seconds = time.perf_counter() - load_start
         load_rate = (sent[0] - load_sent) / load_seconds
         stop.set()
-        load.join(10)
+        for load in loads:
+            load.join(10)
         got = [p for p in sent_at if p in receiver.arrivals]
         from_accept = [(receiver.arrivals[p] - accepted_at[p]) * 1000 for p in got]
         from_send = [(receiver.arrivals[p] - sent_at[p]) * 1000 for p in got]

@@ -1,8 +1,8 @@
 """Activation in the running server: the stage-500 hook, delivery workers, timers, file exports.
 
-- **Hook** (writer thread, after segments): event triggers and abandoned-cart timers for each
-  committed micro-batch, enqueued in one transaction with the batch's watermark
-  (`activation_state.events_received_at`). At start-up, events received after the watermark
+- **Hook** (stage 500): hands each committed micro-batch to the activation thread, which
+  runs event triggers and abandoned-cart timers over everything queued meanwhile, enqueued in
+  one transaction with the batches' watermark (`activation_state.events_received_at`). At start-up, events received after the watermark
   (a crash between the events' commit and the hook's) are processed again; idempotency keys
   make that safe.
 - **Delivery**: one thread per webhook/email destination, woken when its actions commit and

@@ -1,7 +1,8 @@
 """Segments in the running server: the real-time hook (stage 400) and the clock.
 
-- **Events**: after each committed micro-batch, the writer thread runs `on_events`: the
-  profiles the events belong to are re-evaluated against every live segment with the same
+- **Events**: the stage-400 hook only hands each committed micro-batch to the segments
+  thread (ingestion never waits for it), which takes every batch queued meanwhile as one: the
+  profiles those events belong to are re-evaluated against every live segment with the same
   compiled SQL as the batch refresh, restricted to those profile ids; entries and exits are
   written (and their triggers enqueued) in one transaction.
 - **The clock**: a thread re-evaluates segments whose conditions change with time alone
@@ -11,7 +12,7 @@
   with anything ingested while the server was down); then a full refresh every
   `FULL_REFRESH_EVERY` (profile merges, new attributes, traits recomputed in batch).
 
-One lock serialises membership writes between the writer thread and the clock; the clock's
+One lock serialises membership writes between the segments thread and the clock; the clock's
 expensive all-profile evaluation runs outside it (see `engine.refresh`).
 """
 
