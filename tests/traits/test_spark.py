@@ -48,27 +48,41 @@ def test_spark_gives_the_same_results_as_duckdb(demo, tmp_path):
     config = demo.project.config
     run = compute(demo.store, config, inputs=demo.inputs)
     duck = demo.store.execute("SELECT * FROM profile_traits ORDER BY profile_id").df()
+    duck_state = demo.store.execute("SELECT * FROM trait_state ORDER BY profile_id").df()
     segment = "rfm_segment IN ('Champions', 'Loyal') OR lifecycle_stage = 'new'"
     duck_metrics = metrics.compute(demo.store, config, segment=segment, inputs=demo.inputs)
     period = metrics.default_period(demo.store, None, None)
 
-    pe, pr = sp.export_inputs(demo.store, demo.inputs, tmp_path / "inputs")
     spark = sp.session(threads=2, small=True)
     try:
-        out = sp.run(spark, config, pe, pr, run.as_of, keep=True)
-        spark_metrics = sp.run_metrics(spark, config, pe, period.start, period.end, segment=segment)
+        # the whole run on Spark, its tables loaded back into the store
+        spark_run = sp.compute_on_spark(demo.store, config, inputs=demo.inputs, spark=spark, workdir=tmp_path)
+        pe, _ = sp.export_inputs(demo.store, demo.inputs, tmp_path / "inputs")
+        spark_metrics = sp.run_metrics(spark, config, pe, period.start, period.end, segment=segment,
+                                       traits_view="_tr_spark_traits") if _register_traits(spark, demo, tmp_path) else None
     finally:
         spark.stop()
 
-    assert out["parameters"].rfm == run.parameters.rfm
-    assert out["parameters"].lifecycle == run.parameters.lifecycle
-    frame = out["profile_traits"]
-    assert list(frame.columns) == list(duck.columns) and len(frame) == len(duck) > 250
-    diffs = []
-    for col in duck.columns:
-        for pid, a, b in zip(duck["profile_id"], duck[col], frame[col], strict=True):
-            if _norm(a) != _norm(b):
-                diffs.append(f"{pid}.{col}: duckdb {a!r}, spark {b!r}")
-    assert diffs == []
+    assert spark_run.as_of == run.as_of and spark_run.events == run.events
+    assert spark_run.parameters.rfm == run.parameters.rfm
+    assert spark_run.parameters.lifecycle == run.parameters.lifecycle
+    assert demo.store.scalar("SELECT engine FROM trait_runs ORDER BY id DESC LIMIT 1") == "spark"
+    for table, expected in (("profile_traits", duck), ("trait_state", duck_state)):
+        frame = demo.store.execute(f"SELECT * FROM {table} ORDER BY profile_id").df()
+        assert list(frame.columns) == list(expected.columns) and len(frame) == len(expected) > 250
+        diffs = []
+        for col in expected.columns:
+            for pid, a, b in zip(expected["profile_id"], expected[col], frame[col], strict=True):
+                if _norm(a) != _norm(b):
+                    diffs.append(f"{table} {pid}.{col}: duckdb {a!r}, spark {b!r}")
+        assert diffs == []
     assert spark_metrics == duck_metrics
     assert not math.isnan(duck_metrics["metrics"]["average_order_value"]["value"])
+
+
+def _register_traits(spark, demo, directory) -> bool:
+    """Spark's view of the profile traits the segment reads (the store's table, as Spark wrote it)."""
+    path = directory / "profile_traits.parquet"
+    demo.store.execute(f"COPY profile_traits TO '{path}' (FORMAT parquet)")
+    spark.read.parquet(str(path)).createOrReplaceTempView("_tr_spark_traits")
+    return True

@@ -55,6 +55,8 @@ def traits_compute(
     as_of: Annotated[str | None, typer.Option(
         "--as-of", help="Point in time (YYYY-MM-DD): only events before it count. "
                         "Default: the start of the day after the latest event.")] = None,
+    engine: Annotated[str, typer.Option(help="duckdb (the store itself) or spark (PySpark, local mode).")] = "duckdb",
+    spark_threads: Annotated[int, typer.Option(min=1, help="Spark local threads (--engine spark).")] = 2,
     project: ProjectOpt = Path("."),
 ) -> None:
     """Recompute every profile's traits, RFM scores and lifecycle stage from the log."""
@@ -62,16 +64,27 @@ def traits_compute(
     from panorama.traits.batch import TraitsError, compute
     from panorama.traits.definitions import TraitError
 
+    if engine not in ("duckdb", "spark"):
+        fail(f"--engine {engine!r}: use duckdb or spark")
     when = _parse_time(as_of, "--as-of") if as_of else None
     with project_store(project) as (proj, store):
         try:
-            with console.status("computing traits"):
-                run = compute(store, proj.config, when)
+            with console.status(f"computing traits on {engine}"):
+                if engine == "spark":
+                    import importlib.util
+
+                    if importlib.util.find_spec("pyspark") is None:
+                        fail("--engine spark needs PySpark: pip install pyspark (and Java 17+)")
+                    from panorama.traits.spark import compute_on_spark
+
+                    run = compute_on_spark(store, proj.config, when, threads=spark_threads)
+                else:
+                    run = compute(store, proj.config, when)
         except (TraitError, TraitsError) as exc:
             fail(str(exc))
         console.print(
             f"traits for {run.profiles:,} profiles from {run.events:,} events as of "
-            f"{run.as_of:%Y-%m-%d %H:%M} in {run.seconds:.1f} s (run {run.run_id})"
+            f"{run.as_of:%Y-%m-%d %H:%M} in {run.seconds:.1f} s on {engine} (run {run.run_id})"
         )
         params = run.parameters
         if params.lifecycle:
