@@ -14,7 +14,8 @@ pyspark = pytest.importorskip("pyspark")
 pytestmark = [
     pytest.mark.xdist_group("traits_demo"),
     pytest.mark.slow,  # ~35-70 s: JVM start + ~25 Spark jobs
-    pytest.mark.filterwarnings("ignore:The copy keyword is deprecated"),  # pyspark toPandas on pandas 3
+    pytest.mark.filterwarnings("ignore:The copy keyword is deprecated"),  # pyspark on pandas 3
+    pytest.mark.filterwarnings("ignore:PySpark does not yet fully support pandas"),
 ]
 
 if shutil.which("java") is None:  # pragma: no cover - Spark needs a JVM
