@@ -9,7 +9,7 @@ from pathlib import Path
 
 from panorama.store import Store, open_store
 
-DEMO_CUSTOMERS = 1000
+DEMO_CUSTOMERS = 600
 DEMO_SEED = 7
 RECORD_ID = ("CASE WHEN starts_with(e.message_id, e.source || ':') "
              "THEN substr(e.message_id, length(e.source) + 2) ELSE e.message_id END")  # fmt: skip

@@ -94,3 +94,26 @@ def test_demo_journey_structure(demo):
     assert {("Product Viewed", "Product Added"), ("Product Added", "Checkout Started"),
             ("Checkout Started", "Order Completed")} <= edges
     assert m["paths"][0]["path"].startswith("awareness > consideration")
+
+
+def test_journeys_cli(tmp_path, monkeypatch):
+    import json
+
+    from typer.testing import CliRunner
+
+    from panorama.cli import app
+    from panorama.config import init_project, load_project
+
+    init_project(tmp_path, name="t")
+    with open_store(load_project(tmp_path).store_path) as s:
+        append_events(s.cursor(), events_table([_ev("a", "Home", 0, type="page"), _ev("a", "Product Viewed", 1),
+                                                _ev("a", "Order Completed", 2, order_id="O9")]))
+    monkeypatch.setattr("panorama.profiles.profile_events_sql", lambda store: EVENTS)
+    runner = CliRunner()
+    r = runner.invoke(app, ["journeys", "-p", str(tmp_path), "--json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.output)["paths"][0]["path"] == "awareness > consideration > purchase"
+    r = runner.invoke(app, ["journeys", "-p", str(tmp_path), "--funnel", "Product Viewed,Order Completed"])
+    assert r.exit_code == 0 and "Order Completed" in r.output, r.output
+    r = runner.invoke(app, ["journeys", "-p", str(tmp_path), "--segment", "nope"])
+    assert r.exit_code == 1 and "unknown segment" in r.output

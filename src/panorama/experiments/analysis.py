@@ -77,7 +77,7 @@ def experiment_config(config: ProjectConfig, name: str) -> tuple[str, Experiment
     if name in config.experiments:
         exp = config.experiments[name]
         return exp.experiment_id or name, exp
-    for key, exp in config.experiments.items():
+    for _key, exp in config.experiments.items():
         if exp.experiment_id == name:
             return name, exp
     return name, ExperimentConfig()
