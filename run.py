@@ -32,7 +32,7 @@ def _fingerprint() -> str:
 
 
 def ensure_environment() -> None:
-    if sys.version_info < (3, 11):
+    if sys.version_info < (3, 11):  # noqa: UP036 - run.py may start under an older Python
         sys.exit(f"Panorama needs Python >= 3.11, this is {sys.version.split()[0]}")
     if not PYTHON.exists():
         print("creating .venv ...", flush=True)
