@@ -37,11 +37,11 @@ def test_conditions_that_change_with_time_are_rechecked(tmp_path, monkeypatch):
         client.identify("ivy", {"plan": "vip", "email": "ivy@example.com"})
         ordered = time.monotonic()
         client.track("ivy", "Order Completed", {"order_id": "i1", "revenue": 10})
-        wait_until(lambda: _current(server, "ivy") >= {"active"}, what="ivy enters active", timeout=2)
-        assert time.monotonic() - ordered < 1.0
-        requests = receiver.wait_for(lambda rs: len(rs) >= 2, timeout=10)
+        wait_until(lambda: _current(server, "ivy") >= {"active"}, what="ivy enters active", timeout=5)
+        assert time.monotonic() - ordered < 2.0  # typically ~0.1-0.3 s; generous for loaded machines
+        requests = receiver.wait_for(lambda rs: len(rs) >= 2, timeout=15)
         elapsed = time.monotonic() - ordered
-        assert 1.2 < elapsed < 4.0, elapsed  # 1.5 s window, re-checked every 0.2 s
+        assert 1.2 < elapsed < 8.0, elapsed  # 1.5 s window, re-checked every 0.2 s
         kinds = sorted((r.json["trigger"], r.json["type"]) for r in requests)
         assert kinds == [("active_exit", "segment.exited"), ("lapsed_entry", "segment.entered")]
         assert all(r.signature_ok for r in requests)
