@@ -54,6 +54,8 @@ def _rows(store: Store, where: str = "", params: list | None = None) -> list[dic
 
 def ranked(store: Store, status: str | None = None) -> list[dict]:
     """The backlog ranked by ICE score (mean of impact, confidence and ease), best first."""
+    if not store.table_exists("hypotheses"):  # a read-only store opened before migration 800
+        return []
     rows = _rows(store, "WHERE status = ?", [status]) if status else _rows(store)
     for rank, row in enumerate(rows, 1):
         row["rank"] = rank
