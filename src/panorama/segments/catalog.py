@@ -47,8 +47,21 @@ class Source:
     exprs: dict[str, str] = field(default_factory=dict)  # column -> SQL over the source row
     # the same rows for the profiles of a relation `{ids}` (filtered before any aggregation)
     filtered_sql: str | None = None
+    # an aggregating source (the fallback profile): column -> aggregate over `events_sql`, so a
+    # query can compute only the columns it uses, over only the rows they read
+    aggregates: dict[str, str] = field(default_factory=dict)
+    events_sql: str | None = None
+    attribute_columns: frozenset[str] = frozenset()
 
-    def for_ids(self, ids: str) -> str:
+    def for_ids(self, ids: str, names=None) -> str:
+        if self.aggregates and names is not None:
+            wanted = [n for n in names if n in self.aggregates]
+            if wanted:
+                only_attributes = all(n in self.attribute_columns for n in wanted)
+                rows = "AND traits IS NOT NULL" if only_attributes else ""  # identify traits only
+                aggs = ", ".join(f"{self.aggregates[n]} AS {q(n)}" for n in wanted)
+                return (f"SELECT profile_id, {aggs} FROM ({self.events_sql}) "
+                        f"WHERE profile_id IN (SELECT profile_id FROM {ids}) {rows} GROUP BY profile_id")  # fmt: skip
         if self.filtered_sql is not None:
             return self.filtered_sql.format(ids=ids)
         return f"SELECT * FROM ({self.sql}) WHERE profile_id IN (SELECT profile_id FROM {ids})"
@@ -149,11 +162,13 @@ def _fallback_profile(store: Store, events_sql: str) -> Source:
         if k not in ("profile_id",)
     }  # fmt: skip
     attrs = []
+    per_column: dict[str, str] = {}
     for key, sql_type in keys.items():
         path = _lit('$."' + key.replace('"', '\\"') + '"')
         value = f"json_extract_string(traits, {path})"
         typed = value if sql_type == "VARCHAR" else f"TRY_CAST({value} AS {sql_type})"
-        attrs.append(f"arg_max({typed}, timestamp) FILTER (WHERE {value} IS NOT NULL) AS {q(key)}")
+        per_column[key] = f"arg_max({typed}, timestamp) FILTER (WHERE {value} IS NOT NULL)"
+        attrs.append(f"{per_column[key]} AS {q(key)}")
     base = {
         "user_id": "arg_max(user_id, timestamp) FILTER (WHERE user_id IS NOT NULL)",
         "anonymous_id": "arg_max(anonymous_id, timestamp) FILTER (WHERE anonymous_id IS NOT NULL)",
@@ -161,6 +176,7 @@ def _fallback_profile(store: Store, events_sql: str) -> Source:
         "last_seen_at": "max(timestamp)",
     }
     select = [f"{expr} AS {q(name)}" for name, expr in base.items() if name not in keys]
+    per_column.update({name: expr for name, expr in base.items() if name not in keys})
     aggregates = ", ".join(select + attrs)
     sql = f"SELECT profile_id, {aggregates} FROM ({events_sql}) GROUP BY profile_id"
     filtered = (f"SELECT profile_id, {aggregates} FROM ({events_sql}) "
@@ -168,7 +184,8 @@ def _fallback_profile(store: Store, events_sql: str) -> Source:
     columns = {"user_id": "VARCHAR", "anonymous_id": "VARCHAR", "first_seen_at": "TIMESTAMP",
                "last_seen_at": "TIMESTAMP", **keys}  # fmt: skip
     return Source("profile", sql, columns, filtered_sql=filtered.replace("{", "{{").replace("}", "}}")
-                  .replace("{{ids}}", "{ids}"))  # fmt: skip
+                  .replace("{{ids}}", "{ids}"), aggregates=per_column, events_sql=events_sql,
+                  attribute_columns=frozenset(keys))  # fmt: skip
 
 
 def _resolved_membership(store: Store) -> str | None:

@@ -106,7 +106,7 @@ def _source_ctes(catalog: Catalog, names: Iterable[str]) -> tuple[list[str], lis
         if not cols:
             continue
         alias = f"_src{i}"
-        ctes.append(f"{alias} AS (SELECT {source.select(sorted(cols))} FROM ({source.for_ids('_ids')}))")
+        ctes.append(f"{alias} AS (SELECT {source.select(sorted(cols))} FROM ({source.for_ids('_ids', cols)}))")
         joins.append(f"LEFT JOIN {alias} USING (profile_id)")
     return ctes, joins
 
@@ -127,8 +127,12 @@ def evaluation_sql(catalog: Catalog, segments: dict[str, CompiledSegment], ids_s
     if conditions:
         aggs = ", ".join(cond.aggregate_sql("CAST('__PANORAMA_NOW__' AS TIMESTAMP)")
                          for cond in conditions.values())  # fmt: skip
+        names = {e for cond in conditions.values() for e in cond.events}
+        # only the events some condition counts (a cheap filter on a column, before the profile)
+        relevant = "" if any(not cond.events for cond in conditions.values()) else \
+            " AND event IN (" + ", ".join("'" + e.replace("'", "''") + "'" for e in sorted(names)) + ")"  # fmt: skip
         ctes.append(f"_ev AS (SELECT profile_id, {aggs} FROM ({catalog.events_sql}) "
-                    "WHERE profile_id IN (SELECT profile_id FROM _ids) GROUP BY profile_id)")  # fmt: skip
+                    f"WHERE profile_id IN (SELECT profile_id FROM _ids){relevant} GROUP BY profile_id)")  # fmt: skip
         joins.append("LEFT JOIN _ev USING (profile_id)")
     cols = ", ".join(f"coalesce(({c.sql}), false) AS {q(name)}" for name, c in segments.items())
     sql = f"WITH {', '.join(ctes)} SELECT profile_id{', ' + cols if cols else ''} FROM _ids {' '.join(joins)}"
