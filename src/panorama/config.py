@@ -368,6 +368,18 @@ class SegmentConfig(_Strict):
     # are re-checked by the running server
     recheck_every: Duration = 60.0
 
+    @field_validator("where")
+    @classmethod
+    def _expression(cls, value: str) -> str:
+        # syntax, functions and event-function arguments now; column names need the store
+        from panorama.segments.language import SegmentError, check_syntax
+
+        try:
+            check_syntax(value)
+        except SegmentError as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
 
 class RetryConfig(_Strict):
     """Delivery retries: exponential backoff from `initial` doubling up to `max`, with jitter."""
@@ -465,6 +477,18 @@ class TriggerConfig(_Strict):
     @classmethod
     def _one_or_more(cls, value: Any) -> Any:
         return [value] if isinstance(value, str) else value
+
+    @field_validator("where")
+    @classmethod
+    def _event_filter(cls, value: str | None) -> str | None:
+        if value is not None:
+            from panorama.segments.language import SegmentError, compile_event_filter
+
+            try:
+                compile_event_filter(value)
+            except SegmentError as exc:
+                raise ValueError(str(exc)) from None
+        return value
 
     @model_validator(mode="after")
     def _check(self) -> TriggerConfig:
