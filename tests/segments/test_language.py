@@ -107,6 +107,10 @@ def test_config_errors_for_triggers_and_segments_name_the_key():
         parse_config({"name": "x", "destinations": {"hook": {"type": "webhook", "url": "ftp://x"}}})
     with pytest.raises(ConfigError, match=r"destinations.mail.email: .*give `text` and/or `html`"):
         parse_config({"name": "x", "destinations": {"mail": {"type": "email", "sender": "a@b.c", "subject": "s"}}})
+    with pytest.raises(ConfigError, match=r"segments.vip.where: syntax error: incomplete expression .*column 8"):
+        parse_config({**base, "segments": {"vip": "orders >"}})
+    with pytest.raises(ConfigError, match=r"triggers.t.where: function nope\(\) is not allowed"):
+        parse_config({**base, "triggers": {"t": {"event": "A", "where": "nope(x)", "destinations": "hook"}}})
     config = parse_config({**base, "segments": {"vip": "orders > 5", "new": {"where": "orders = 1",
                                                                          "recheck_every": "10s"}}})  # fmt: skip
     assert config.segments["vip"].where == "orders > 5" and config.segments["new"].recheck_every == 10

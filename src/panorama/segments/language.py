@@ -195,6 +195,8 @@ def parse(text: str) -> exp.Expression:
     except ParseError as exc:
         err = exc.errors[0] if exc.errors else {}
         description = err.get("description", str(exc)).split(". Line")[0]
+        if description.startswith("Required keyword"):
+            description = "incomplete expression (an operator or function lacks an operand)"
         line, col = err.get("line"), err.get("col")
         start = None
         if line and col:
@@ -339,6 +341,21 @@ def _check_functions(tree: exp.Expression, text: str) -> None:
             what = what or f"{type(node).__name__} ({node.sql(DIALECT)[:40]})"
             raise SegmentError(f"{what} is not allowed: a segment is one boolean expression over "
                                "the profile's columns", text, *_position(node, text))  # fmt: skip
+
+
+class _AnyColumns(dict):
+    """Accepts every column name (checking an expression before the profile's columns are known)."""
+
+    def __contains__(self, key) -> bool:
+        return True
+
+    def get(self, key, default=None):
+        return key
+
+
+def check_syntax(text: str) -> None:
+    """Everything but the column names: syntax, functions, event-function arguments (config load)."""
+    compile_segment(text, _AnyColumns())
 
 
 def compile_segment(text: str, columns: Mapping[str, str]) -> CompiledSegment:
