@@ -47,7 +47,9 @@ def test_conditions_that_change_with_time_are_rechecked(tmp_path, monkeypatch):
         assert all(r.signature_ok for r in requests)
         history = server.query("SELECT segment, entered_by, exited_by FROM segment_membership "
                                "WHERE profile_id = 'ivy' AND segment <> 'vip' ORDER BY segment")  # fmt: skip
-        assert history == [("active", "realtime", "clock"), ("lapsed", "clock", None)]
+        # the event brings ivy in (unless the 0.2 s clock got there first); time takes her out
+        assert history[0][0] == "active" and history[0][1] in ("realtime", "clock") and history[0][2] == "clock"
+        assert history[1:] == [("lapsed", "clock", None)]
         # `plan` was unknown at start-up (no identify yet): once seen, the segment is backfilled
         wait_until(lambda: "vip" in _current(server, "ivy"), what="ivy in vip", timeout=10)
         assert server.query("SELECT entered_by FROM segment_membership WHERE segment = 'vip'") == [("backfill",)]
