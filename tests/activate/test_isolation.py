@@ -32,9 +32,9 @@ def test_slow_and_down_destinations_do_not_delay_the_others(tmp_path):
             client.track(f"u{i}", "Order Completed", {"order_id": f"o{i}", "revenue": 5})
             calls.append(time.monotonic() - started)
         sent = time.monotonic()
-        assert max(calls) < 0.5, f"ingestion slowed down: {calls}"
+        assert max(calls) < 2.0, f"ingestion slowed down: {calls}"  # typically ~10 ms each
         fast_requests = fast.wait_for(lambda rs: len(rs) >= 5, timeout=5)
-        assert fast_requests[-1].at - sent < 1.0
+        assert fast_requests[-1].at - sent < 3.0
         assert len(slow.requests) <= 2  # still working through its queue, one at a time
         slow.wait_for(lambda rs: len(rs) >= 5, timeout=15)
         states = dict(server.query("SELECT destination, count(*) FILTER (status = 'delivered') "
