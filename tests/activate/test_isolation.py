@@ -10,7 +10,7 @@ from conftest import free_port, make_project, start_server
 
 
 def test_slow_and_down_destinations_do_not_delay_the_others(tmp_path):
-    slow, fast = Receiver(delay=0.8), Receiver()
+    slow, fast = Receiver(delay=1.0), Receiver()
     down = free_port()  # nobody listens there
     project = write_project(
         tmp_path / "project",
@@ -35,7 +35,7 @@ def test_slow_and_down_destinations_do_not_delay_the_others(tmp_path):
         assert max(calls) < 2.0, f"ingestion slowed down: {calls}"  # typically ~10 ms each
         fast_requests = fast.wait_for(lambda rs: len(rs) >= 5, timeout=5)
         assert fast_requests[-1].at - sent < 3.0
-        assert len(slow.requests) <= 2  # still working through its queue, one at a time
+        assert len(slow.requests) < 5  # still working through its queue, one at a time
         slow.wait_for(lambda rs: len(rs) >= 5, timeout=15)
         states = dict(server.query("SELECT destination, count(*) FILTER (status = 'delivered') "
                                    "FROM activation_outbox GROUP BY 1"))  # fmt: skip
