@@ -112,10 +112,13 @@ class EmailRules(_Strict):
 
     # domains whose mailboxes ignore a "+tag" in the local part ("*" = every domain)
     plus_tags: list[str] = Field(default_factory=lambda: ["*"])
-    # domains whose mailboxes ignore dots in the local part
-    ignore_dots: list[str] = Field(default_factory=lambda: ["gmail.com", "googlemail.com"])
-    # domain -> the domain it is another name of
-    domain_aliases: dict[str, str] = Field(default_factory=lambda: {"googlemail.com": "gmail.com"})
+    # domains whose mailboxes ignore dots in the local part (Gmail does: ["gmail.com",
+    # "googlemail.com"]); off by default: measured on the demo data, dot variants of different
+    # people collide more often than one person types both (docs/identity.md)
+    ignore_dots: list[str] = Field(default_factory=list)
+    # domain -> the domain it is another name of (e.g. {googlemail.com: gmail.com}); off by
+    # default for the same reason
+    domain_aliases: dict[str, str] = Field(default_factory=dict)
     # correct one-letter typos of well-known consumer domains (gmial.com -> gmail.com)
     fix_domain_typos: bool = True
 
@@ -150,6 +153,9 @@ class SplinkSettings(_Strict):
         default_factory=lambda: ["birth_date"])
     # blocking values shared by more records than this are not used to form pairs
     max_block_size: Annotated[int, Field(ge=2)] = 50
+    # identifier types also compared fuzzily (exact, one or two typos) and used for blocking,
+    # e.g. a national id typed by hand
+    compare_identifiers: list[str] = Field(default_factory=list)
     seed: int = 42
 
 
