@@ -22,16 +22,18 @@ from panorama.identity.normalize import (
 from panorama.identity.rules import Rules
 
 GB = Normalizer(IdentityConfig(default_region="GB"))
+GMAIL = Normalizer(IdentityConfig(default_region="GB", email={"ignore_dots": ["gmail.com", "googlemail.com"],
+                                                              "domain_aliases": {"googlemail.com": "gmail.com"}}))
 
 
 @pytest.mark.parametrize(
     ("raw", "expected"),
     [
-        (" John.Smith@Gmail.com ", "johnsmith@gmail.com"),
-        ("JOHN.SMITH@GMAIL.COM", "johnsmith@gmail.com"),
-        ("john.smith+shop@googlemail.com", "johnsmith@gmail.com"),
-        ("jane.doe+news@outlook.com", "jane.doe@outlook.com"),  # dots kept outside gmail
-        ("j.smith@gmial.com", "jsmith@gmail.com"),  # one-letter domain typo
+        (" John.Smith@Gmail.com ", "john.smith@gmail.com"),
+        ("JOHN.SMITH@GMAIL.COM", "john.smith@gmail.com"),
+        ("john.smith+shop@googlemail.com", "john.smith@googlemail.com"),
+        ("jane.doe+news@outlook.com", "jane.doe@outlook.com"),
+        ("j.smith@gmial.com", "j.smith@gmail.com"),  # one-letter domain typo
         ("a.b@hotmail.co.k", "a.b@hotmail.co.uk"),
         ("mailto:Ann@Example.co.uk", "ann@example.co.uk"),
         ("info@firm.co.uk", "info@firm.co.uk"),
@@ -40,6 +42,11 @@ GB = Normalizer(IdentityConfig(default_region="GB"))
 )
 def test_email_normalised(raw, expected):
     assert GB.email(raw) == (expected, OK)
+
+
+def test_gmail_rules_when_configured():
+    assert GMAIL.email("John.Smith+shop@googlemail.com") == ("johnsmith@gmail.com", OK)
+    assert GMAIL.email("jane.doe@outlook.com") == ("jane.doe@outlook.com", OK)  # dots kept elsewhere
 
 
 @pytest.mark.parametrize("raw", ["bad@@x.com", "foo@bar", "plain", "", "   ", "a b@c.com", "@gmail.com"])
@@ -55,9 +62,10 @@ def test_junk_email_blocked(raw):
 
 
 def test_email_rules_configurable():
-    config = IdentityConfig(email={"plus_tags": ["gmail.com"], "ignore_dots": [], "fix_domain_typos": False})
+    config = IdentityConfig(email={"plus_tags": ["gmail.com"], "ignore_dots": ["gmail.com"],
+                                   "fix_domain_typos": False})
     n = Normalizer(config)
-    assert n.email("a.b+x@gmail.com") == ("a.b@gmail.com", OK)
+    assert n.email("a.b+x@gmail.com") == ("ab@gmail.com", OK)
     assert n.email("a+x@outlook.com") == ("a+x@outlook.com", OK)
     assert n.email("a@gmial.com") == ("a@gmial.com", OK)
     assert n.fingerprint() != GB.fingerprint()

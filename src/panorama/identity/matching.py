@@ -56,6 +56,11 @@ BLOCKING_KEYS: dict[str, tuple[str, ...]] = {
     "bk_first_dob": ("first_canon", "birth_date"),
     "bk_postcode_first": ("postcode", "first_canon"),
     "bk_name_city": ("first_canon", "last_name", "city"),
+    "bk_name": ("first_canon", "last_name"),
+    "bk_dob": ("birth_date",),
+    "bk_last_postcode": ("last_name", "postcode"),
+    "bk_dob_city": ("birth_date", "city"),
+    "bk_postcode": ("postcode",),
 }
 DEFAULT_BLOCKING = [f"l.{k} = r.{k}" for k in BLOCKING_KEYS]
 MIN_RECORDS = 50  # fewer person records than this: nothing to estimate from
@@ -80,6 +85,10 @@ def candidates(cur: duckdb.DuckDBPyConnection, project: Project) -> Candidates:
         return Candidates(pa.table({}), 0)
     names = ", ".join("'" + s.replace("'", "''") + "'" for s in sources)
     cols = {k: _json(v) for k, v in _KEYS.items()}
+    compared = list(settings.compare_identifiers)
+    extra_ids = "".join(f", min(s.value) FILTER (WHERE s.type = '{t.replace(chr(39), '')}') AS id_{i}"
+                        for i, t in enumerate(compared))  # fmt: skip
+    extra_cols = "".join(f", ids.id_{i}" for i in range(len(compared)))
     rows = cur.execute(
         f"""
         WITH r AS (
@@ -90,14 +99,14 @@ def candidates(cur: duckdb.DuckDBPyConnection, project: Project) -> Candidates:
         ),
         ids AS (
             SELECT s.sig, min(s.value) FILTER (WHERE u.kind = 'email') AS email,
-                   min(s.value) FILTER (WHERE u.kind = 'phone') AS phone
+                   min(s.value) FILTER (WHERE u.kind = 'phone') AS phone {extra_ids}
             FROM _sn s JOIN _rules u ON u.type = s.type
-            WHERE s.status = 'ok' AND u.kind IN ('email', 'phone') GROUP BY s.sig
+            WHERE s.status = 'ok' GROUP BY s.sig
         )
-        SELECT r.source, r.record_id, r.sig, r.f, r.l, r.n, r.d, r.pc, r.ad, r.ci, ids.email, ids.phone
+        SELECT r.source, r.record_id, r.sig, r.f, r.l, r.n, r.d, r.pc, r.ad, r.ci, ids.email, ids.phone {extra_cols}
         FROM r LEFT JOIN ids USING (sig)
         ORDER BY r.source, r.record_id
-        """
+        """.replace("{extra_ids}", extra_ids).replace("{extra_cols}", extra_cols)
     ).fetchall()
     if settings.identify_events:
         rows += cur.execute(
@@ -106,7 +115,7 @@ def candidates(cur: duckdb.DuckDBPyConnection, project: Project) -> Candidates:
                    json_extract_string(traits, '$.lastName'), json_extract_string(traits, '$.name'),
                    json_extract_string(traits, '$.birthday'), json_extract_string(traits, '$.address.postalCode'),
                    json_extract_string(traits, '$.address.street'), json_extract_string(traits, '$.address.city'),
-                   NULL, NULL
+                   NULL, NULL {", NULL" * len(compared)}
             FROM events WHERE type = 'identify' AND traits IS NOT NULL
               AND coalesce(json_extract_string(traits, '$.firstName'), json_extract_string(traits, '$.name')) IS NOT NULL
             """
@@ -114,7 +123,9 @@ def candidates(cur: duckdb.DuckDBPyConnection, project: Project) -> Candidates:
     out: dict[str, list] = {k: [] for k in ("unique_id", "source", "record_id", "sig", "first_name", "first_canon",
                                             "last_name", "birth_date", "postcode", "address", "city", "email",
                                             "email_local", "phone")}  # fmt: skip
-    for i, (source, record_id, sig, f, la, n, d, pc, ad, ci, email, phone) in enumerate(rows):
+    for k in range(len(compared)):
+        out[f"id_{k}"] = []
+    for i, (source, record_id, sig, f, la, n, d, pc, ad, ci, email, phone, *extra) in enumerate(rows):
         first, last = first_name_key(f), last_name_key(la)
         if (first is None or last is None) and n:
             f2, l2 = split_full_name(n)
@@ -135,10 +146,14 @@ def candidates(cur: duckdb.DuckDBPyConnection, project: Project) -> Candidates:
         out["email"].append(email)
         out["email_local"].append(email.split("@", 1)[0] if email else None)
         out["phone"].append(phone)
+        for k, value in enumerate(extra):
+            out[f"id_{k}"].append(value)
     from collections import Counter
 
     n = len(out["unique_id"])
-    for key, parts in BLOCKING_KEYS.items():
+    keys = dict(BLOCKING_KEYS)
+    keys.update({f"bk_id_{k}": (f"id_{k}",) for k in range(len(compared))})
+    for key, parts in keys.items():
         values = [None if any(out[p][i] is None for p in parts) else "\x1f".join(out[p][i] for p in parts)
                   for i in range(n)]  # fmt: skip
         counts = Counter(v for v in values if v is not None)
@@ -148,7 +163,7 @@ def candidates(cur: duckdb.DuckDBPyConnection, project: Project) -> Candidates:
     return Candidates(table, table.num_rows)
 
 
-def settings_for(settings: SplinkSettings):
+def settings_for(settings: SplinkSettings, region: str = "GB"):
     import splink.comparison_level_library as cll
     import splink.comparison_library as cl
     from splink import SettingsCreator
@@ -161,6 +176,9 @@ def settings_for(settings: SplinkSettings):
             cll.CustomLevel("first_canon_l = first_canon_r", "same name (nickname)"),
             cll.CustomLevel("first_name_l = last_name_r AND last_name_l = first_name_r", "first and last swapped"),
             cll.DamerauLevenshteinLevel("first_name", 1),
+            cll.CustomLevel("jaro_winkler_similarity(first_name_l, last_name_r) >= 0.9 "
+                            "AND jaro_winkler_similarity(last_name_l, first_name_r) >= 0.9",
+                            "swapped, with a typo"),  # fmt: skip
             cll.JaroWinklerLevel("first_name", 0.88),
             cll.CustomLevel("(length(first_name_l) = 1 OR length(first_name_r) = 1) "
                             "AND substr(first_name_l, 1, 1) = substr(first_name_r, 1, 1)", "initial"),  # fmt: skip
@@ -199,17 +217,41 @@ def settings_for(settings: SplinkSettings):
             cll.ElseLevel(),
         ],
     )
+    city = cl.CustomComparison(
+        output_column_name="city",
+        comparison_levels=[cll.NullLevel("city"), cll.ExactMatchLevel("city"), cll.JaroWinklerLevel("city", 0.9),
+                           cll.ElseLevel()],  # fmt: skip
+    )
+    if region in ("GB", "GG", "JE", "IM"):
+        postcode = cl.PostcodeComparison("postcode")
+    else:
+        postcode = cl.CustomComparison(
+            output_column_name="postcode",
+            comparison_levels=[cll.NullLevel("postcode"), cll.ExactMatchLevel("postcode"),
+                               cll.DamerauLevenshteinLevel("postcode", 1), cll.ElseLevel()],  # fmt: skip
+        )
     phone = cl.CustomComparison(
         output_column_name="phone",
         comparison_levels=[cll.NullLevel("phone"), cll.ExactMatchLevel("phone"),
                            cll.DamerauLevenshteinLevel("phone", 1), cll.ElseLevel()],  # fmt: skip
     )
-    blocking = settings.blocking or DEFAULT_BLOCKING
+    identifiers = [
+        cl.CustomComparison(
+            output_column_name=f"id_{k}",
+            comparison_levels=[cll.NullLevel(f"id_{k}"), cll.ExactMatchLevel(f"id_{k}"),
+                               cll.DamerauLevenshteinLevel(f"id_{k}", 1), cll.DamerauLevenshteinLevel(f"id_{k}", 2),
+                               cll.ElseLevel()],  # fmt: skip
+        )
+        for k in range(len(settings.compare_identifiers))
+    ]
+    blocking = list(settings.blocking or DEFAULT_BLOCKING)
+    if not settings.blocking:
+        blocking += [f"l.bk_id_{k} = r.bk_id_{k}" for k in range(len(settings.compare_identifiers))]
     return SettingsCreator(
         link_type="dedupe_only",
         unique_id_column_name="unique_id",
-        comparisons=[first, last, dob, cl.PostcodeComparison("postcode"), address,
-                     cl.EmailComparison("email"), phone],  # fmt: skip
+        comparisons=[first, last, dob, postcode, address, city, cl.EmailComparison("email"), phone,
+                     *identifiers],  # fmt: skip
         blocking_rules_to_generate_predictions=list(blocking),
         retain_intermediate_calculation_columns=False,
         retain_matching_columns=False,
@@ -224,7 +266,7 @@ class Model:
     con: duckdb.DuckDBPyConnection
 
 
-def train(table: pa.Table, settings: SplinkSettings) -> Model:
+def train(table: pa.Table, settings: SplinkSettings, region: str = "GB") -> Model:
     """A Splink model estimated (unsupervised) on `table`, on its own DuckDB connection."""
     from splink import DuckDBAPI, Linker, block_on
 
@@ -233,13 +275,16 @@ def train(table: pa.Table, settings: SplinkSettings) -> Model:
     con.execute("SET threads = 2")
     db_api = DuckDBAPI(con)
     df = db_api.register(table, table_name="panorama_people")
-    linker = Linker(df, settings_for(settings), log_level=None)
+    linker = Linker(df, settings_for(settings, region), log_level=None)
     try:
         linker.training.estimate_probability_two_random_records_match(
-            [block_on("email"), block_on("phone")], recall=0.7
+            [block_on("email"), block_on("phone"), block_on("first_canon", "last_name", "birth_date")], recall=0.7
         )
     except Exception as exc:  # no deterministic pairs to count: keep the default prior
         log.info("splink: prior not estimated (%s)", exc)
+    prior = linker._settings_obj._probability_two_random_records_match
+    if not 0 < prior < 1:  # no pair agreed on the deterministic rules
+        linker._settings_obj._probability_two_random_records_match = 1e-4
     linker.training.estimate_u_using_random_sampling(max_pairs=settings.max_pairs, seed=settings.seed)
     for rule in (block_on("bk_name_city"), block_on("bk_last_dob"), block_on("bk_postcode_first")):
         try:
@@ -298,7 +343,7 @@ def score_pairs(cur: duckdb.DuckDBPyConnection, project: Project) -> int:
     if found.rows < MIN_RECORDS:
         return 0
     try:
-        model = train(found.table, settings)
+        model = train(found.table, settings, project.config.identity.default_region)
         pairs = predict(model, settings.threshold)
     except Exception as exc:  # a model that cannot be estimated must not stop the deterministic graph
         log.warning("splink matching skipped: %s", exc)

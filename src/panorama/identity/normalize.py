@@ -397,12 +397,15 @@ def first_names_compatible(a: str, b: str) -> bool:
 
 
 def dates_compatible(a: str, b: str) -> bool:
-    """Two ISO dates of birth of one person: equal, or day and month swapped."""
+    """Two ISO dates of birth of one person: equal, day and month swapped, or one typo (a
+    digit wrong or two adjacent digits swapped)."""
     if a == b:
         return True
     if len(a) != 10 or len(b) != 10:
         return False
-    return a[:4] == b[:4] and a[5:7] == b[8:10] and a[8:10] == b[5:7]
+    if a[:4] == b[:4] and a[5:7] == b[8:10] and a[8:10] == b[5:7]:
+        return True
+    return _dl1(a, b)
 
 
 # --------------------------------------------------------------------------------------
