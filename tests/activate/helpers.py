@@ -199,3 +199,11 @@ def start_process(project: Path, log: Path | None = None, timeout: float = 120.0
         handle.kill()
         raise
     return handle
+
+
+def segments_ready(server, timeout: float = 30.0) -> None:
+    """Wait for the in-process server's start-up segment refresh (definitions backfilled)."""
+    from panorama.segments.realtime import runtime_for
+
+    runtime = wait_until(lambda: runtime_for(server.state.store), timeout=timeout, what="segments runtime")
+    assert runtime.ready.wait(timeout), "the start-up segment refresh did not finish"

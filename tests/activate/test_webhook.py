@@ -9,7 +9,7 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from activate.helpers import SECRET, Receiver, sdk_client, wait_until, write_project
+from activate.helpers import SECRET, Receiver, sdk_client, segments_ready, wait_until, write_project
 from conftest import make_project, start_server
 from panorama.cli import app
 
@@ -47,8 +47,12 @@ def test_second_order_moves_prospect_to_returning_buyer_within_a_second(tmp_path
     project, keys = _project(tmp_path, receiver)
     server = start_server(project, keys)
     try:
+        segments_ready(server)
         client = sdk_client(server.url, keys["web"])
         client.identify("ann", {"email": "ann@example.com", "first_name": "Ann"})
+        # batches committed within 0.2 s share one evaluation: let the identify be evaluated alone
+        wait_until(lambda: server.query("SELECT 1 FROM segment_membership WHERE segment = 'prospect' "
+                                        "AND profile_id = 'ann'"), what="ann enters prospect")  # fmt: skip
         client.track("ann", "Order Completed", {"order_id": "o1", "revenue": 30})
         wait_until(lambda: server.query(
             "SELECT 1 FROM segment_membership WHERE segment = 'prospect' AND profile_id = 'ann' "

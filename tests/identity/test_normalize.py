@@ -164,7 +164,10 @@ def test_dates_and_postcodes():
     assert normalize_date("31/02/1950") is None
     assert normalize_date("soon") is None
     assert dates_compatible("1950-03-12", "1950-12-03")  # day and month swapped
-    assert not dates_compatible("1950-03-12", "1951-03-12")
+    assert dates_compatible("1950-03-12", "1951-03-12")  # one digit wrong (a typo)
+    assert dates_compatible("1950-03-12", "1905-03-12")  # two adjacent digits swapped
+    assert not dates_compatible("1950-03-12", "1962-03-12")  # two digits wrong
+    assert not dates_compatible("1950-03-12", "1950-04-13")
     assert normalize_postcode("m145rt") == "M14 5RT"
     assert normalize_postcode(" bs23 1zq") == "BS23 1ZQ"
     assert normalize_postcode("10001", "US") == "10001"

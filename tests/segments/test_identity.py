@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from activate.helpers import SECRET, Receiver, sdk_client, wait_until, write_project
+from activate.helpers import SECRET, Receiver, sdk_client, segments_ready, wait_until, write_project
 from conftest import make_project, start_server
 from panorama.config import load_project
 from panorama.ingest.log import append_events, utcnow
@@ -49,6 +49,7 @@ def test_segments_follow_identity_resolution(tmp_path):
         assert members(store, "returning") == []
     server = start_server(project, keys)
     try:
+        segments_ready(server)
         client = sdk_client(server.url, keys["web"])
         client.track(anonymous_id="a1", event="Order Completed", properties={"order_id": "o3"})
         [hook] = receiver.wait_for(lambda rs: len(rs) >= 1, timeout=10)

@@ -444,15 +444,21 @@ def refresh(store: Store, segset: SegmentSet, names: list[str] | None = None,
 
 def evaluate_profiles(store: Store, segset: SegmentSet, profile_ids_sql: str, now: datetime | None = None,
                       by: str = "realtime", cur=None) -> list[Change]:  # fmt: skip
-    """Real time: re-evaluate every live segment for the profiles of `profile_ids_sql` (a query
-    on the caller's cursor) and apply the changes. The caller holds the segments lock."""
+    """Real time: re-evaluate every segment for the profiles of `profile_ids_sql` (a query on
+    the caller's cursor) and apply the changes. The caller holds the segments lock.
+
+    A segment whose current definition has not been backfilled yet (the server's start-up
+    refresh is still running) is evaluated too, its changes recorded as `backfill` (no
+    triggers): so no event falls between the backfill's snapshot and real time."""
     cur = cur or store.cursor()
     now = now or utcnow()
-    live = live_segments(cur, segset)
-    if not live:
+    names = list(segset.compiled)
+    if not names:
         return []
+    live = set(live_segments(cur, segset))
+    causes = {n: (by if n in live else "backfill") for n in names}
     with transaction(cur):
-        changes = diff(cur, segset, live, profile_ids_sql, now, by)
+        changes = diff(cur, segset, names, profile_ids_sql, now, causes)
         apply(cur, store, segset, changes)
     return changes
 

@@ -192,8 +192,8 @@ class Runtime:
             before = set(self.segset.compiled)
             with self.lock:
                 self.segset = segset
-            if set(segset.compiled) != before:  # a segment became valid: backfill it
-                self.refresh_now(by="batch")
+            if added := sorted(set(segset.compiled) - before):  # a segment became valid: backfill it
+                self.refresh_now(added, by="batch")
         if now - self._full_at >= FULL_REFRESH_EVERY:
             self._full_at = now
             self.refresh_now(by="batch")
