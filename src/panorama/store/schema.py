@@ -123,6 +123,7 @@ MODULE_SCHEMAS: dict[str, range] = {
     "panorama.predict.schema": range(600, 700),
     "panorama.auth.schema": range(700, 800),
     "panorama.journeys.schema": range(800, 900),
+    "panorama.privacy.schema": range(900, 1000),
 }
 
 
