@@ -321,6 +321,7 @@ COMMAND_MODULES = (
     "panorama.journeys.commands",
     "panorama.experiments.commands",
     "panorama.auth.commands",
+    "panorama.privacy.commands",
 )
 
 
