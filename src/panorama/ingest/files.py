@@ -23,10 +23,13 @@ from panorama.ingest import readers
 from panorama.ingest.log import DeadLetter, append_dead_letters, append_events, events_table, utcnow
 from panorama.ingest.readers import LINE, Chunk, ReadError
 from panorama.ingest.segment import MessageError, normalize_message
+from panorama.modules import optional_import
 from panorama.store import Store
 from panorama.store.schema import NUMERIC_PROPERTIES, PROMOTED_PROPERTIES
 
 Progress = Callable[[int, int], None]  # (rows done, rows expected)
+# Deleted people's identifiers (hashed tombstones): their rows are dropped before writing.
+_guard = optional_import("panorama.privacy.guard")
 
 
 class IngestError(Exception):
@@ -260,6 +263,8 @@ class _Loader:
             with self.store.transaction() as tx:
                 tx.register("_chunk", chunk.table)
                 tx.execute(f"CREATE OR REPLACE TEMP TABLE _checked AS {plan.select}")
+                if _guard is not None:
+                    good -= _guard.screen_checked(tx, self.store)
                 insert = _insert_records if self.source.kind == "records" else _insert_events
                 loaded = insert(tx, self.name, self.file, now)
                 bad = _dead_letter_rows(tx, plan, self.name, self.file) + _bad_rows(self.name, self.file, chunk)
@@ -288,6 +293,9 @@ class _Loader:
                     continue
                 row["file"], row["line"] = self.file, line
                 rows.append(row)
+            if _guard is not None:
+                rows, _ = _guard.screen_rows(self.store, rows)
+                bad = _guard.screen_raw(self.store, bad, _guard.dead_letter_pairs)
             with self.store.transaction() as tx:
                 loaded = append_events(tx, events_table(rows))
                 self._reject(tx, bad)

@@ -27,6 +27,7 @@ from panorama.ingest.keys import KeyRing, WriteKey
 from panorama.ingest.log import DeadLetter, events_table, utcnow
 from panorama.ingest.segment import MAX_MESSAGE_BYTES, MessageError, normalize_message, parse_time
 from panorama.ingest.writer import GroupCommitWriter, WriterClosed
+from panorama.modules import optional_import
 
 log = logging.getLogger("panorama.server")
 
@@ -58,6 +59,8 @@ TABLE_MIN_ROWS = 8
 # A request waits at most this long for its group commit before answering 503 (retryable).
 COMMIT_TIMEOUT = 60.0
 _GZIP_MAGIC = b"\x1f\x8b"
+# Deleted people's identifiers (hashed tombstones): their messages are dropped, answered 200.
+_guard = optional_import("panorama.privacy.guard")
 
 
 class ApiError(Exception):
@@ -216,6 +219,9 @@ class Ingestor:
                 outcome = self._batch(payload, key.source, received_at, len(data))
             else:
                 outcome = self._single(payload, kind, path, key.source, received_at)
+            if _guard is not None and _guard.count(self.keys.store):
+                outcome.rows, _ = _guard.screen_rows(self.keys.store, outcome.rows)
+                outcome.dead = _guard.screen_raw(self.keys.store, outcome.dead, _guard.dead_letter_pairs)
             if outcome.rows or outcome.dead:
                 # Build the Arrow table here, not in the writer thread (the serial part): the
                 # writer only concatenates. Single events go as dicts, converted once per group.
