@@ -134,7 +134,7 @@ REALTIME_MODULES = ("panorama.segments.realtime", "panorama.activate.worker")
 
 
 # Modules that add REST routes of their own (`install(app)`); absent ones are skipped.
-ROUTE_MODULES = ("panorama.activate.api",)
+ROUTE_MODULES = ("panorama.activate.api", "panorama.privacy.api")
 
 
 def _install_module_routes(app: FastAPI) -> None:
