@@ -605,6 +605,51 @@ class ExperimentConfig(_Strict):
         return self
 
 
+# -- consent (docs/privacy.md) -------------------------------------------------------------------
+
+CONSENT_PURPOSES = ["email", "sms", "push", "analytics", "personalisation"]
+
+
+class ConsentEventRule(_Strict):
+    purpose: str
+    granted: bool
+
+
+class ConsentConfig(_Strict):
+    """Consent per person and purpose (docs/privacy.md): where changes come from, what needs an
+    opt-in, and which purposes each destination serves."""
+
+    purposes: list[str] = Field(default_factory=lambda: list(CONSENT_PURPOSES))
+    # purposes that need a recorded opt-in; the others are allowed unless opted out
+    require_opt_in: list[str] = Field(default_factory=list)
+    # source-record attributes and identify traits -> purpose (yes/no, true/false, 1/0, opt-in/out);
+    # `<purpose>_opt_in`, `<purpose>_consent` and `consent_<purpose>` are recognised without listing
+    attributes: dict[str, str] = Field(default_factory=dict)
+    # event name -> the change it records (besides `Consent Updated` with properties purpose, granted)
+    events: dict[str, ConsentEventRule] = Field(default_factory=dict)
+    # destination -> purposes it serves (default: email destinations serve `email`)
+    destinations: dict[str, list[str]] = Field(default_factory=dict)
+
+    @field_validator("destinations", mode="before")
+    @classmethod
+    def _one_or_more(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: [v] if isinstance(v, str) else v for k, v in value.items()}
+        return value
+
+    @model_validator(mode="after")
+    def _check(self) -> ConsentConfig:
+        known = set(self.purposes)
+        used = [("require_opt_in", p) for p in self.require_opt_in]
+        used += [(f"attributes.{k}", p) for k, p in self.attributes.items()]
+        used += [(f"events.{k}.purpose", r.purpose) for k, r in self.events.items()]
+        used += [(f"destinations.{k}", p) for k, ps in self.destinations.items() for p in ps]
+        for where, purpose in used:
+            if purpose not in known:
+                raise ValueError(f"{where}: unknown purpose {purpose!r}; purposes: {', '.join(self.purposes)}")
+        return self
+
+
 class ProjectConfig(_Strict):
     name: str
     store: str = "panorama.duckdb"
@@ -623,6 +668,8 @@ class ProjectConfig(_Strict):
     # journey stages and declared A/B tests (docs/journeys.md, docs/experiments.md)
     journeys: JourneysConfig = Field(default_factory=JourneysConfig)
     experiments: dict[str, ExperimentConfig] = Field(default_factory=dict)
+    # consent per purpose and suppression (docs/privacy.md)
+    consent: ConsentConfig = Field(default_factory=ConsentConfig)
 
     @field_validator("traits")
     @classmethod
