@@ -68,17 +68,19 @@ def code_secret(store: Store) -> str:
 
 def make_sender(store: Store, project: Project, name: str):
     dest = project.config.destinations[name]
-    if dest.type == "webhook":
-        return WebhookSender(name, dest)
-    if dest.type == "email":
-        return EmailSender(name, dest, project.root, code_secret(store))
+    if dest.type in ("webhook", "email"):
+        sender = WebhookSender(name, dest) if dest.type == "webhook" else \
+            EmailSender(name, dest, project.root, code_secret(store))  # fmt: skip
+        sender.store, sender.project = store, project  # for the consent check
+        return sender
     raise DestinationError(f"destinations.{name}: {dest.type} destinations are not delivered from the outbox")
 
 
 def attempt(sender, item: outbox.Pending) -> outbox.Attempt:
     """One delivery attempt (consent checked first); never raises."""
     profile = item.payload.get("profile") or {}
-    refusal = consent.refusal(item.profile_id, profile, sender.name, sender.config.type)
+    refusal = consent.refusal(item.profile_id, profile, sender.name, sender.config.type,
+                              getattr(sender, "store", None), getattr(sender, "project", None))  # fmt: skip
     if refusal:
         return outbox.Attempt(item, False, suppressed=True, error=f"consent: {refusal}")
     try:
