@@ -16,6 +16,7 @@ from panorama.modules import optional_import
 STEPS = (
     ("ingest sources", "panorama.cli:ingest_all"),
     ("resolve identities", "panorama.identity.commands:unify"),
+    ("record consent", "panorama.privacy.consent_commands:sync"),
     ("compute traits", "panorama.traits.commands:compute"),
     ("predict", "panorama.predict.commands:predict"),
     ("evaluate segments", "panorama.segments.commands:refresh"),
