@@ -195,6 +195,10 @@ class IdentityConfig(_Strict):
 class ServerConfig(_Strict):
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=1, le=65535)] = 8000
+    # failed authentications per client address per minute before it is locked out (429)
+    auth_failure_limit: Annotated[int, Field(ge=1)] = 30
+    # Tracking API requests per second per client address (bursts of twice that); null: no limit
+    ingest_rate_limit: Annotated[float, Field(gt=0)] | None = None
 
 
 class ChurnPredictionConfig(_Strict):
