@@ -124,6 +124,10 @@ def create_app(project: Project | Path | str, *, tuning: Tuning | None = None,
     _install_module_routes(app)
     if fast_path:
         app.add_middleware(IngestionFastPath)
+    from panorama.auth.limits import Protect  # outermost: limits and headers for every path
+
+    app.add_middleware(Protect, max_failures=proj.config.server.auth_failure_limit,
+                       ingest_rate=proj.config.server.ingest_rate_limit)  # fmt: skip
     return app
 
 
