@@ -200,6 +200,9 @@ def add_routes(app: FastAPI) -> None:  # noqa: C901 - one place that lists every
         if compute is None:
             raise HTTPException(501, "customer metrics are not available in this version")
         ctx = _ctx(request, principal)
+        # the store keeps naive UTC: a time with an offset is converted, not compared as is
+        start, end = (t.astimezone(dt.UTC).replace(tzinfo=None) if t is not None and t.tzinfo else t
+                      for t in (start, end))  # fmt: skip
         try:
             return _json(compute(ctx.store, ctx.project.config, start, end, segment))
         except ValueError as exc:
