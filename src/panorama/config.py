@@ -224,6 +224,46 @@ class SubscriptionPredictionConfig(_Strict):
         default_factory=lambda: ["Subscription Cancelled", "Subscription Canceled", "Subscription Ended"])
 
 
+class OfferConfig(_Strict):
+    """An offer the next-best-offer model may choose (docs/predictions.md, "Next best offer")."""
+
+    name: Annotated[str, Field(min_length=1)]
+    type: Literal["discount", "new_in", "free_shipping", "gift", "points", "content"] = "discount"
+    # the message channel it goes out on (null: the customer's preferred channel)
+    channel: Literal["email", "sms", "push"] | None = None
+    discount: Annotated[float, Field(ge=0, le=100)] = 0.0  # percent off the order
+    category: str | None = None  # a category offer (null: the whole range)
+    margin: Annotated[float, Field(ge=0, le=1)] | None = None  # gross margin rate (null: predictions.margin)
+    cost: Annotated[float, Field(ge=0)] = 0.0  # cost per message sent
+    eligibility: str | None = None  # a segment expression; null: everyone
+
+    @field_validator("eligibility")
+    @classmethod
+    def _expression(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        from panorama.segments.language import SegmentError, check_syntax
+
+        try:
+            check_syntax(value)
+        except SegmentError as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
+
+class HorizonConfig(_Strict):
+    horizon_days: Annotated[int, Field(ge=7, le=1095)] = 90
+
+
+class NextPurchaseConfig(_Strict):
+    """Next purchase: top-k products and categories (TIFU-KNN style)."""
+
+    horizon_days: Annotated[int, Field(ge=7, le=1095)] = 90
+    top_k: Annotated[int, Field(ge=1, le=100)] = 10
+    half_life_days: Annotated[float, Field(gt=0)] = 180.0  # time decay of a customer's own purchases
+    neighbour_weight: Annotated[float, Field(ge=0, le=1)] = 0.3  # share of item-item co-occurrence
+
+
 class PredictionsConfig(_Strict):
     """Predictions (docs/predictions.md)."""
 
@@ -246,6 +286,22 @@ class PredictionsConfig(_Strict):
     # cap on stacked training rows (uniform sample of profiles beyond it)
     max_training_rows: Annotated[int, Field(ge=1000)] = 1_000_000
     threads: Annotated[int, Field(ge=1, le=256)] = 2
+    # predictions II (docs/predictions.md): propensities, next purchase, offers, channel, discount, NPS
+    cross_sell: HorizonConfig = Field(default_factory=HorizonConfig)
+    next_purchase: NextPurchaseConfig = Field(default_factory=NextPurchaseConfig)
+    offers: list[OfferConfig] = Field(default_factory=list)
+    margin: Annotated[float, Field(ge=0, le=1)] = 0.4  # default gross margin rate of an order
+    response_days: Annotated[int, Field(ge=1, le=90)] = 7  # a campaign response: an order within N days
+    channels: list[str] = Field(default_factory=lambda: ["email", "sms", "push"])
+
+    @model_validator(mode="after")
+    def _unique_offers(self):
+        seen: set[str] = set()
+        for i, offer in enumerate(self.offers):
+            if offer.name in seen:
+                raise ValueError(f"offers[{i}].name {offer.name!r} is declared twice")
+            seen.add(offer.name)
+        return self
 
 
 TRAIT_AGGREGATIONS = (
