@@ -78,6 +78,11 @@ def _is_utf8(row: list[str]) -> bool:
     return True
 
 
+def _text(raw: str) -> str:
+    """A line read with surrogateescape as storable text (bytes that are not UTF-8 become U+FFFD)."""
+    return raw.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
 def read_csv(path: Path, delimiter: str | None = None, chunk_rows: int = CHUNK_ROWS) -> Iterator[Chunk]:
     if delimiter is None:
         delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
@@ -121,12 +126,11 @@ def read_csv(path: Path, delimiter: str | None = None, chunk_rows: int = CHUNK_R
             if len(row) != width:
                 bad.append(
                     BadRow(start, f"expected {width} fields as in the header, found {len(row)}",
-                           delimiter.join(row))
+                           _text(delimiter.join(row)))
                 )
                 continue
             if not "".join(row).isascii() and not _is_utf8(row):
-                bad.append(BadRow(start, "not valid UTF-8 text", delimiter.join(row).encode(
-                    "utf-8", "surrogateescape").decode("utf-8", "replace")))  # fmt: skip
+                bad.append(BadRow(start, "not valid UTF-8 text", _text(delimiter.join(row))))
                 continue
             rows.append(row)
             lines.append(start)
