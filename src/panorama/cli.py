@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
+import duckdb
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -66,8 +67,20 @@ def project_store(project_dir: Path, read_only: bool = False) -> Iterator[tuple[
         fail(str(exc))
     try:
         yield project, store
+    except duckdb.Error as exc:  # the store could not be written (disk full, an I/O error)
+        if not isinstance(exc, duckdb.IOException) and "Could not write" not in str(exc):
+            raise
+        fail(_store_failure(str(exc)))
     finally:
         store.close()
+
+
+def _store_failure(text: str) -> str:
+    full = any(s in text for s in ("File too large", "No space left", "Disk full", "disk is full"))
+    hint = ("the disk is full (or a file size limit was reached): free space and run the same command again; "
+            "what was committed is kept and nothing is loaded twice") if full else \
+        "run the same command again; what was committed is kept"  # fmt: skip
+    return f"the store: {text}\n{hint}"
 
 
 def _progress() -> Progress:
