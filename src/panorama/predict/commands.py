@@ -54,26 +54,28 @@ def predict(
     with cli.project_store(project) as (proj, store):
         predictor = Predictor(store, proj.config.predictions, log=lambda m: cli.console.print(f"[dim]{m}[/]"))
         try:
-            result = predictor.predict(when, retrain=retrain)
+            result = predictor.predict(when, retrain=retrain, extras=True)
         except InsufficientData as exc:
             cli.fail(str(exc))
     for kind, problem in result.problems.items():
         cli.err.print(f"[bold yellow]{kind}: not trained:[/] {problem}", highlight=False)
-    if not result.models:
+    if not result.scored:
         cli.console.print(f"no predictions written as of {result.as_of:%Y-%m-%d}")
         return
     table = Table("prediction", "model", "horizon", "profiles", "mean", "total", "validation", "note",
                   title=f"predictions as of {result.as_of:%Y-%m-%d}")
-    for kind, record in result.models.items():
-        m = record.metrics.get("model", {})
-        val = (f"AUC {_fmt(m.get('roc_auc'))}" if kind != "clv"
-               else f"Gini {_fmt(m.get('normalized_gini'))}")
+    for kind in result.scored:
+        record = result.models.get(kind)
+        m = record.metrics.get("model", {}) if record else {}
+        val = ("-" if kind not in ("churn", "clv", "subscription") else f"AUC {_fmt(m.get('roc_auc'))}"
+               if kind != "clv" else f"Gini {_fmt(m.get('normalized_gini'))}")
         summary = result.summary[kind]
-        table.add_row(kind, record.model_id, f"{record.horizon_days} d", f"{result.scored[kind]:,}",
-                      _fmt(summary["mean"]), _fmt(summary["total"], 0) if kind == "clv" else "-", val,
-                      result.notes.get(kind, ""))
+        table.add_row(kind, record.model_id if record else "-", f"{record.horizon_days} d" if record else "-",
+                      f"{result.scored[kind]:,}", _fmt(summary["mean"]),
+                      _fmt(summary["total"], 0) if kind == "clv" else "-", val, result.notes.get(kind, ""))
     cli.console.print(table)
-    cli.console.print("columns churn_probability, predicted_clv and their drivers: `panorama export profiles`")
+    cli.console.print("columns churn_probability, predicted_clv, next_purchase_*, next_best_offer, preferred_channel, "
+                      "preferred_discount, predicted_nps ... and their drivers: `panorama export profiles`")
 
 
 def evaluate_predictions(

@@ -445,7 +445,7 @@ class Predictor:
             cur.unregister("_predict_scores_df")
 
     def predict(self, as_of: dt.datetime | None = None, retrain: bool = False,
-                kinds: tuple[str, ...] = KINDS) -> PredictResult:
+                kinds: tuple[str, ...] = KINDS, extras: bool = False) -> PredictResult:
         started = time.perf_counter()
         as_of = as_of or default_as_of(self.store)
         self.prepare(as_of)
@@ -461,7 +461,7 @@ class Predictor:
                 continue
             chosen[kind] = record
             result.notes[kind] = note
-        if not chosen:
+        if not chosen and not extras:
             return result
         self.log(f"scoring as of {_date(as_of)}")
         feats = self.features(as_of)
@@ -476,6 +476,11 @@ class Predictor:
             result.scored[kind] = len(scores)
             result.summary[kind] = {"mean": float(scores["value"].mean()) if len(scores) else None,
                                     "total": float(scores["value"].sum())}
+        if extras:  # predictions II: cross-sell, next purchase, offers, channel, discount, NPS
+            from panorama.predict.extras import Extras
+
+            Extras(self).score(as_of, run_id, result)
+            chosen.update(result.models)
         result.seconds = time.perf_counter() - started
         self.store.execute(
             "INSERT INTO predict_runs (run_id, as_of, created_at, models, profiles, seconds) VALUES (?, ?, ?, ?, ?, ?)",
@@ -581,6 +586,34 @@ def profile_scores_sql(store: Store) -> str | None:
                max(value) FILTER (prediction = 'subscription') AS subscription_churn_probability,
                CAST(any_value(drivers) FILTER (prediction = 'subscription') AS VARCHAR)
                    AS subscription_churn_drivers,
+               max(value) FILTER (prediction = 'upsell') AS upsell_probability,
+               CAST(any_value(drivers) FILTER (prediction = 'upsell') AS VARCHAR) AS upsell_drivers,
+               max(value) FILTER (prediction = 'cross_sell') AS cross_sell_probability,
+               CAST(any_value(details->'likely_new_categories') FILTER (prediction = 'cross_sell') AS VARCHAR)
+                   AS likely_new_categories,
+               CAST(any_value(drivers) FILTER (prediction = 'cross_sell') AS VARCHAR) AS cross_sell_drivers,
+               CAST(any_value(details->'categories') FILTER (prediction = 'next_purchase') AS VARCHAR)
+                   AS next_purchase_categories,
+               CAST(any_value(details->'products') FILTER (prediction = 'next_purchase') AS VARCHAR)
+                   AS next_purchase_products,
+               CAST(any_value(drivers) FILTER (prediction = 'next_purchase') AS VARCHAR) AS next_purchase_drivers,
+               any_value(label) FILTER (prediction = 'next_best_offer') AS next_best_offer,
+               max(value) FILTER (prediction = 'next_best_offer') AS next_best_offer_value,
+               max(CAST(details->>'probability' AS DOUBLE)) FILTER (prediction = 'next_best_offer')
+                   AS next_best_offer_probability,
+               CAST(any_value(drivers) FILTER (prediction = 'next_best_offer') AS VARCHAR) AS next_best_offer_drivers,
+               any_value(label) FILTER (prediction = 'preferred_channel') AS preferred_channel,
+               CAST(any_value(details->'channels') FILTER (prediction = 'preferred_channel') AS VARCHAR)
+                   AS channel_scores,
+               CAST(any_value(drivers) FILTER (prediction = 'preferred_channel') AS VARCHAR)
+                   AS preferred_channel_drivers,
+               max(value) FILTER (prediction = 'preferred_discount') AS preferred_discount,
+               CAST(any_value(drivers) FILTER (prediction = 'preferred_discount') AS VARCHAR)
+                   AS preferred_discount_drivers,
+               max(value) FILTER (prediction = 'nps') AS predicted_nps,
+               any_value(label) FILTER (prediction = 'nps') AS nps_class,
+               any_value(details->>'source') FILTER (prediction = 'nps') AS nps_source,
+               CAST(any_value(drivers) FILTER (prediction = 'nps') AS VARCHAR) AS nps_drivers,
                max(as_of) AS predictions_as_of
         FROM predict_scores GROUP BY profile_id
     """

@@ -1,0 +1,328 @@
+"""Campaign history: preferred channel, offer response (uplift), preferred discount, next best offer.
+
+Campaign history is read from the log: every event with a `campaign_id` whose name is a message
+event (`Email|SMS|Push ... Sent|Opened|Clicked`, `Campaign Holdout`, `Offer Redeemed`). One row
+per (profile, campaign): channel, discount (`discount_pct` property), sent or held out (control),
+engaged (opened or clicked), and the *response*: an order within `predictions.response_days` of
+the send -- the same outcome for the treated and the held-out, so their difference is the uplift.
+
+- Preferred channel: per channel, engaged messages / messages, smoothed toward the channel's
+  mean with a Beta prior fitted by the method of moments (empirical Bayes), as a lift over the
+  channel's mean; the preferred channel has the highest lift among the channels the customer
+  was reached on in the last year.
+- Offer response: a T-learner: LightGBM P(response | x, offer) on the treated, and
+  P(response | x) on the control groups (holdouts), with the offer's discount and channel as
+  features. Uplift = P_t - P_c. Expected incremental profit of an offer for a customer:
+  AOV x [P_t x (margin - discount) - P_c x margin] - cost.
+- Preferred discount: the discount level (of those in the history) maximising that profit.
+- Off-policy: on the campaigns after the as-of date, IPS and doubly-robust estimates of the
+  profit of "send only where the expected profit is positive" against the current policy
+  ("send to everyone targeted"), using the randomised holdouts as the logging propensities.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+
+from panorama.predict import models as M
+from panorama.predict.features import BY_NAME, FEATURE_NAMES, Feature, ts_literal
+
+MESSAGE_EVENT = r"^(email|sms|push|message|notification|in-app|campaign|offer|coupon)"
+CHANNEL_FEATURES = ("ch_email", "ch_sms", "ch_push")
+OFFER_FEATURES = (
+    Feature(
+        "offer_discount", "the offer's discount (%)", lambda v: f"a {float(v or 0):.0f}% discount"
+    ),
+    Feature("ch_email", "sent by email", lambda v: "sent by email" if v else "not by email"),
+    Feature("ch_sms", "sent by SMS", lambda v: "sent by SMS" if v else "not by SMS"),
+    Feature("ch_push", "sent by push", lambda v: "sent by push" if v else "not by push"),
+    Feature(
+        "channel_lift",
+        "their engagement on the offer's channel / the channel's average",
+        lambda v: (
+            "no engagement history on this channel"
+            if v is None
+            else f"engages {float(v):.1f}x as much as average on this channel"
+        ),
+    ),
+)
+OFFER_FEATURE_NAMES = tuple(f.name for f in OFFER_FEATURES)
+for _f in OFFER_FEATURES:
+    BY_NAME.setdefault(_f.name, _f)
+X_COLUMNS = (*FEATURE_NAMES, *OFFER_FEATURE_NAMES)
+
+
+def prepare(cur, events_sql: str, until: dt.datetime, response_days: int) -> int:
+    """Temp table `_predict_campaigns`: one row per (profile, campaign) sent or held out before `until`."""
+    u = ts_literal(until)
+    cur.execute(f"""
+        CREATE OR REPLACE TEMP TABLE _predict_campaigns AS
+        WITH m AS (
+            SELECT profile_id, campaign_id, "timestamp" AS ts, lower(event) AS ev, lower(channel) AS channel,
+                   TRY_CAST(json_extract_string(properties, '$.discount_pct') AS DOUBLE) AS discount_pct
+            FROM ({events_sql})
+            WHERE campaign_id IS NOT NULL AND "timestamp" < {u}
+              AND regexp_matches(lower(event), '{MESSAGE_EVENT}')
+        ), c AS (
+            SELECT profile_id, campaign_id,
+                   min(ts) FILTER (regexp_matches(ev, '(sent|delivered|holdout|control)$')) AS sent_at,
+                   any_value(channel) FILTER (channel IN ('email', 'sms', 'push')) AS channel,
+                   coalesce(max(discount_pct), 0) AS discount,
+                   bool_or(regexp_matches(ev, '(sent|delivered)$')) AS treated,
+                   bool_or(regexp_matches(ev, '(holdout|control)')) AS holdout,
+                   bool_or(regexp_matches(ev, '(opened|clicked)$')) AS engaged,
+                   bool_or(regexp_matches(ev, '(redeemed|applied)')) AS redeemed,
+                   bool_or(regexp_matches(ev, '(unsubscribed|opted out)')) AS msg_unsubscribed
+            FROM m GROUP BY profile_id, campaign_id
+        ), o AS (
+            SELECT profile_id, oid, min(ts) AS ts, max(amount) AS amount
+            FROM _predict_events WHERE kind = 'purchase' GROUP BY profile_id, oid
+        )
+        SELECT c.profile_id, c.campaign_id, c.sent_at, c.channel, c.discount,
+               c.treated AND NOT c.holdout AS treated, c.holdout, c.engaged, c.redeemed, c.msg_unsubscribed,
+               count(o.oid) > 0 AS responded, coalesce(sum(o.amount), 0) AS response_revenue
+        FROM c LEFT JOIN o ON o.profile_id = c.profile_id AND o.ts >= c.sent_at
+                          AND o.ts < c.sent_at + INTERVAL {int(response_days)} DAY
+        WHERE c.sent_at IS NOT NULL AND c.channel IS NOT NULL
+        GROUP BY ALL
+    """)
+    return cur.execute("SELECT count(*) FROM _predict_campaigns").fetchone()[0]
+
+
+def campaigns(cur, start: dt.datetime | None, end: dt.datetime) -> pd.DataFrame:
+    lo = f"AND sent_at >= {ts_literal(start)}" if start else ""
+    return cur.execute(f"""SELECT * FROM _predict_campaigns WHERE sent_at < {ts_literal(end)} {lo}
+                           ORDER BY profile_id, sent_at""").df()
+
+
+def responses_complete(cur, end: dt.datetime, response_days: int) -> pd.DataFrame:
+    """Campaign rows whose response window ends by `end` (so their outcome is known at `end`)."""
+    return campaigns(cur, None, end - dt.timedelta(days=response_days))
+
+
+# --- preferred channel (empirical Bayes) ---------------------------------------------------------
+
+
+def channel_scores(
+    hist: pd.DataFrame, channels: list[str], cutoff: dt.datetime, reach_days: int = 365
+) -> pd.DataFrame:
+    """Per profile and channel: sends, engaged, the smoothed engagement rate and its lift; the
+    preferred channel. `hist`: campaign rows sent before `cutoff`."""
+    sent = hist[hist["treated"]]
+    g = (
+        sent.groupby(["profile_id", "channel"])
+        .agg(
+            sends=("engaged", "size"),
+            engaged=("engaged", "sum"),
+            last=("sent_at", "max"),
+            unsub=("msg_unsubscribed", "max"),
+        )
+        .reset_index()
+    )
+    out = []
+    priors = {}
+    for ch in channels:
+        d = g[g["channel"] == ch]
+        if d.empty:
+            continue
+        m = d["engaged"].sum() / d["sends"].sum()
+        many = d[d["sends"] >= 3]
+        rate = many["engaged"] / many["sends"]
+        noise = (m * (1 - m) / many["sends"]).mean() if len(many) else 0.0
+        between = float(rate.var()) - float(noise) if len(many) > 1 else 0.0
+        kappa = (
+            float(np.clip(m * (1 - m) / between - 1, 2.0, 500.0))
+            if between > 1e-9 and 0 < m < 1
+            else 50.0
+        )
+        priors[ch] = {"mean": float(m), "strength": kappa}
+        d = d.assign(
+            rate=(d["engaged"] + kappa * m) / (d["sends"] + kappa), raw=d["engaged"] / d["sends"]
+        )
+        d["lift"] = d["rate"] / max(m, 1e-9)
+        d["raw_lift"] = d["raw"] / max(m, 1e-9)
+        reachable = (d["last"] >= cutoff - dt.timedelta(days=reach_days)) & ~d["unsub"].astype(bool)
+        d["reachable"] = reachable
+        out.append(d)
+    if not out:
+        return pd.DataFrame(
+            columns=[
+                "profile_id",
+                "channel",
+                "sends",
+                "engaged",
+                "rate",
+                "lift",
+                "raw_lift",
+                "reachable",
+            ]
+        ), priors
+    return pd.concat(out, ignore_index=True), priors
+
+
+def preferred(scores: pd.DataFrame, column: str = "lift") -> pd.DataFrame:
+    """profile_id, preferred channel (highest `column` among reachable channels)."""
+    s = scores[scores["reachable"]] if "reachable" in scores else scores
+    s = s.sort_values(
+        ["profile_id", column, "sends"], ascending=[True, False, False], kind="stable"
+    )
+    return s.drop_duplicates("profile_id")[["profile_id", "channel", column]]
+
+
+# --- offer response: T-learner -----------------------------------------------------------------
+
+
+def offer_frame(feats: pd.DataFrame, rows: pd.DataFrame, ch_scores: pd.DataFrame) -> pd.DataFrame:
+    """Campaign rows joined to the customer's features (as of the window's cutoff) and offer features."""
+    df = rows.merge(feats, on="profile_id", how="inner")
+    df["offer_discount"] = df["discount"].astype("float32")
+    for ch in ("email", "sms", "push"):
+        df[f"ch_{ch}"] = (df["channel"] == ch).astype("float32")
+    lift = ch_scores[["profile_id", "channel", "lift"]].rename(columns={"lift": "channel_lift"})
+    df = df.merge(lift, on=["profile_id", "channel"], how="left")
+    df["channel_lift"] = df["channel_lift"].astype("float32")
+    return df
+
+
+@dataclass
+class OfferModel:
+    treated: lgb.Booster
+    control: lgb.Booster
+    n_treated: int
+    n_control: int
+
+    @classmethod
+    def fit(cls, train: pd.DataFrame, threads: int) -> OfferModel:
+        t = train[train["treated"]]
+        c = train[train["holdout"]]
+        if len(c) < 50 or c["responded"].sum() < 10 or t["responded"].sum() < 10:
+            raise ValueError(
+                f"{len(t):,} treated and {len(c):,} held-out campaign rows with "
+                f"{int(t['responded'].sum())} and {int(c['responded'].sum())} responses; need at "
+                "least 50 held-out rows and 10 responses in each group"
+            )
+        bt = _fit(t, threads)
+        bc = _fit(c, threads, small=True)
+        return cls(bt, bc, len(t), len(c))
+
+    def p_treated(self, X: pd.DataFrame, threads: int = 2) -> np.ndarray:
+        return M.predict(self.treated, X[list(X_COLUMNS)], threads)
+
+    def p_control(self, X: pd.DataFrame, threads: int = 2) -> np.ndarray:
+        return M.predict(self.control, X[list(X_COLUMNS)], threads)
+
+
+def _fit(df: pd.DataFrame, threads: int, small: bool = False) -> lgb.Booster:
+    """Binary LightGBM with early stopping on a random quarter, then refitted on all."""
+    rng = np.random.default_rng(5)
+    ids = df["profile_id"].unique()
+    held = set(ids[rng.random(len(ids)) < 0.25])
+    va = df["profile_id"].isin(held).to_numpy()
+    X, y = df[list(X_COLUMNS)], df["responded"].to_numpy(float)
+    p = {
+        **M.BASE_PARAMS,
+        "objective": "binary",
+        "metric": "binary_logloss",
+        "num_threads": threads if len(df) >= M.SMALL_ROWS else 1,
+        "min_data_in_leaf": 100 if small else 200,
+        "learning_rate": 0.08,
+    }
+    tr = lgb.Dataset(X[~va], label=y[~va])
+    b = lgb.train(
+        p,
+        tr,
+        num_boost_round=300,
+        valid_sets=[lgb.Dataset(X[va], label=y[va], reference=tr)],
+        callbacks=[lgb.early_stopping(30, verbose=False)],
+    )
+    rounds = max(int((b.best_iteration or b.num_trees()) * 1.25), 5)
+    return lgb.train(p, lgb.Dataset(X, label=y), num_boost_round=rounds)
+
+
+def with_offer(
+    feats: pd.DataFrame, channel: np.ndarray | str, discount: float, ch_scores: pd.DataFrame
+) -> pd.DataFrame:
+    """Features of every profile as if sent the offer (discount, channel)."""
+    X = feats[["profile_id", *FEATURE_NAMES]].copy()
+    X["offer_discount"] = np.float32(discount)
+    ch = np.broadcast_to(np.asarray(channel, dtype=object), len(X))
+    for c in ("email", "sms", "push"):
+        X[f"ch_{c}"] = (ch == c).astype("float32")
+    lift = ch_scores.set_index(["profile_id", "channel"])["lift"]
+    key = pd.MultiIndex.from_arrays([X["profile_id"].to_numpy(), ch])
+    X["channel_lift"] = lift.reindex(key).to_numpy(dtype="float32")
+    return X
+
+
+def profit(
+    p_t: np.ndarray, p_c: np.ndarray, aov: np.ndarray, margin: float, discount: float, cost: float
+) -> np.ndarray:
+    """Expected incremental profit of sending: AOV x [P_t x (margin - d) - P_c x margin] - cost."""
+    return aov * (p_t * (margin - discount / 100.0) - p_c * margin) - cost
+
+
+# --- off-policy evaluation ---------------------------------------------------------------------
+
+
+def off_policy(
+    test: pd.DataFrame, p_t: np.ndarray, p_c: np.ndarray, aov: np.ndarray, margin: float
+) -> dict:
+    """IPS and doubly-robust profit per targeted customer of "send iff expected profit > 0" vs
+    "send to everyone targeted" (the current policy), on logged campaigns with random holdouts."""
+    share = test.groupby("campaign_id")["holdout"].transform("mean").to_numpy()
+    ok = (share > 0) & (share < 1)
+    test, p_t, p_c, aov, share = test[ok], p_t[ok], p_c[ok], aov[ok], share[ok]
+    if not len(test):
+        return {}
+    d = test["discount"].to_numpy() / 100.0
+    treated = test["treated"].to_numpy()
+    rev = test["response_revenue"].to_numpy()
+    r = rev * np.where(treated, margin - d, margin)  # realised profit of the window's orders
+    q_t = p_t * aov * (margin - d)
+    q_c = p_c * aov * margin
+    send = (q_t - q_c) > 0
+    prop = np.where(treated, 1 - share, share)  # P(logged action)
+
+    def estimates(policy: np.ndarray) -> tuple[float, float, float, float]:
+        match = policy == treated
+        ips = match * r / prop
+        q_pi = np.where(policy, q_t, q_c)
+        q_a = np.where(treated, q_t, q_c)
+        dr = q_pi + match * (r - q_a) / prop
+        n = len(r)
+        return ips.mean(), ips.std() / np.sqrt(n), dr.mean(), dr.std() / np.sqrt(n)
+
+    new = estimates(send)
+    cur = estimates(np.ones(len(r), bool))
+    none = estimates(np.zeros(len(r), bool))
+    # the gain's standard error from the paired per-row differences
+    match_n, match_c = send == treated, treated
+    diff_ips = (match_n * r / prop) - (match_c * r / prop)
+    q_pi_n, q_pi_c = np.where(send, q_t, q_c), q_t
+    q_a = np.where(treated, q_t, q_c)
+    diff_dr = (q_pi_n + match_n * (r - q_a) / prop) - (q_pi_c + match_c * (r - q_a) / prop)
+    n = len(r)
+    return {
+        "rows": int(n),
+        "campaigns": int(test["campaign_id"].nunique()),
+        "send_share_new_policy": float(send.mean()),
+        "ips_profit_per_target": {
+            "new_policy": new[0],
+            "current_policy": cur[0],
+            "send_nobody": none[0],
+        },
+        "dr_profit_per_target": {
+            "new_policy": new[2],
+            "current_policy": cur[2],
+            "send_nobody": none[2],
+        },
+        "ips_gain": float(diff_ips.mean()),
+        "ips_gain_se": float(diff_ips.std() / np.sqrt(n)),
+        "dr_gain": float(diff_dr.mean()),
+        "dr_gain_se": float(diff_dr.std() / np.sqrt(n)),
+    }
