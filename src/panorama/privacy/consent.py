@@ -103,10 +103,14 @@ def _json_key(column: str, key: str) -> str:
 
 
 def changes_sql(config: ConsentConfig, salt: str, events: str = "events", with_records: bool = True,
-                profiles: bool = False) -> str:  # fmt: skip
+                profiles: bool = False, trait_names: list[str] | None = None,
+                context: bool = True) -> str:  # fmt: skip
     """SELECT of consent changes (one row per identifier of the row and purpose) from the log.
-    `events`: the relation to read events from; `profiles`: resolve profile ids (unified stores)."""
+    `events`: the relation to read events from; `profiles`: resolve profile ids (unified stores);
+    `trait_names`/`context`: only these trait names / whether to read context.consent (the
+    real-time hook passes what its batch holds, so the query stays small)."""
     mapping = attribute_map(config)
+    traits = mapping if trait_names is None else {n: mapping[n] for n in trait_names}
     parts = []
     # events: Consent Updated, configured events, identify traits, context.consent
     ev = []
@@ -116,11 +120,11 @@ def changes_sql(config: ConsentConfig, salt: str, events: str = "events", with_r
     for name, rule in config.events.items():
         ev.append(f"SELECT message_id, source, timestamp, identifiers, {_lit(rule.purpose)}, {str(rule.granted).lower()}, "
                   f"'event:' || event FROM {events} WHERE event = {_lit(name)}")  # fmt: skip
-    for name, purpose in mapping.items():
+    for name, purpose in traits.items():
         ev.append(f"SELECT message_id, source, timestamp, identifiers, {_lit(purpose)}, {_bool_sql(_json_key('traits', name))}, "
                   f"{_lit('trait:' + name)} FROM {events} WHERE type = 'identify' AND traits IS NOT NULL "
                   f"AND {_json_key('traits', name)} IS NOT NULL")  # fmt: skip
-    for purpose in config.purposes:
+    for purpose in config.purposes if context else ():
         path = f"json_extract_string(context, {_lit('$.consent.categoryPreferences.' + chr(34) + purpose + chr(34))})"
         ev.append(f"SELECT message_id, source, timestamp, identifiers, {_lit(purpose)}, {_bool_sql(path)}, "
                   f"'context:consent' FROM {events} WHERE context IS NOT NULL AND {path} IS NOT NULL")  # fmt: skip
@@ -187,13 +191,35 @@ def sync(store: Store, project: Project) -> int:
 def record_batch(store: Store, project: Project, events: pa.Table) -> int:
     """Add the changes a committed micro-batch of events carries (the real-time hook)."""
     config = project.config.consent
+    events, names, context = _candidates(config, events)
+    if not events.num_rows:  # the usual case: nothing in the batch speaks of consent
+        return 0
     cur = store.cursor()
     cur.register("_consent_batch", events)
     try:
-        sql = changes_sql(config, guard.salt(store), events="_consent_batch", with_records=False)
+        sql = changes_sql(config, guard.salt(store), events="_consent_batch", with_records=False,
+                          trait_names=names, context=context)  # fmt: skip
         return cur.execute(_INSERT.format(sql=sql), [utcnow()]).fetchone()[0]
     finally:
         cur.unregister("_consent_batch")
+
+
+def _candidates(config: ConsentConfig, events: pa.Table) -> tuple[pa.Table, list[str], bool]:
+    """The rows of a batch that may record a change, the trait names they hold, and whether
+    any has context.consent (a cheap Arrow pre-filter)."""
+    import pyarrow.compute as pc
+
+    named = pc.is_in(events.column("event"), value_set=pa.array([CONSENT_EVENT, *config.events], pa.string()))
+    identify = pc.equal(events.column("type"), "identify")
+    traits = events.column("traits")
+    names = [n for n in attribute_map(config)
+             if pc.any(pc.and_(identify, pc.match_substring(traits, f'"{n}"'))).as_py()]  # fmt: skip
+    has_traits = pc.and_(identify, pc.match_substring_regex(traits, "|".join(f'"{n}"' for n in names))) \
+        if names else pa.array([False] * events.num_rows)  # fmt: skip
+    in_context = pc.match_substring(events.column("context"), "categoryPreferences")
+    mask = pc.fill_null(pc.or_(pc.or_(named, has_traits), in_context), False)
+    context = bool(pc.any(pc.fill_null(in_context, False)).as_py())
+    return events.filter(mask), names, context
 
 
 # -- a profile's consent ----------------------------------------------------------------------
