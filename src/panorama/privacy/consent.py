@@ -209,15 +209,17 @@ def _candidates(config: ConsentConfig, events: pa.Table) -> tuple[pa.Table, list
     any has context.consent (a cheap Arrow pre-filter)."""
     import pyarrow.compute as pc
 
-    named = pc.is_in(events.column("event"), value_set=pa.array([CONSENT_EVENT, *config.events], pa.string()))
+    named = pc.is_in(
+        events.column("event"), value_set=pa.array([CONSENT_EVENT, *config.events], pa.string())
+    )
     identify = pc.equal(events.column("type"), "identify")
     traits = events.column("traits")
     names = [n for n in attribute_map(config)
-             if pc.any(pc.and_(identify, pc.match_substring(traits, f'"{n}"'))).as_py()]  # fmt: skip
-    has_traits = pc.and_(identify, pc.match_substring_regex(traits, "|".join(f'"{n}"' for n in names))) \
+             if pc.any(pc.and_kleene(identify, pc.match_substring(traits, f'"{n}"'))).as_py()]  # fmt: skip
+    has_traits = pc.and_kleene(identify, pc.match_substring_regex(traits, "|".join(f'"{n}"' for n in names))) \
         if names else pa.array([False] * events.num_rows)  # fmt: skip
     in_context = pc.match_substring(events.column("context"), "categoryPreferences")
-    mask = pc.fill_null(pc.or_(pc.or_(named, has_traits), in_context), False)
+    mask = pc.fill_null(pc.or_kleene(pc.or_kleene(named, has_traits), in_context), False)
     context = bool(pc.any(pc.fill_null(in_context, False)).as_py())
     return events.filter(mask), names, context
 
