@@ -74,8 +74,16 @@ def test_delete_leaves_no_trace_and_survives_reingestion(project):
     before = _counts(project)
     assert _trace(project, [*_values(ANN), ann_pid])  # the search finds her before
 
+    store_file = load_project(project).store_path
+    assert any(
+        v.encode() in store_file.read_bytes() for v in _values(ANN)
+    )  # the byte search has teeth
+
     out = run_cli("privacy", "delete", ANN["id"], "--yes", "--project", str(project))
-    assert "tombstone" in out
+    assert "tombstone" in out and "store rewritten" in out
+    # not a byte of her identifiers left in the file (freed blocks included: the file is rewritten)
+    raw = store_file.read_bytes().lower()
+    assert not [v for v in {*_values(ANN), ann_pid} if v.lower().encode() in raw]
 
     found = _trace(project, [*_values(ANN), ann_pid])
     assert found == {}, f"traces of the deleted person: {found}"

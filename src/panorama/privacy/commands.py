@@ -56,12 +56,19 @@ def privacy_export(
 def privacy_delete(
     key: KeyArg,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    compact_store: Annotated[
+        bool,
+        typer.Option(
+            "--compact/--no-compact",
+            help="Rewrite the store file afterwards so no freed block keeps the deleted bytes.",
+        ),
+    ] = True,  # fmt: skip
     project: ProjectOpt = Path("."),
 ) -> None:
     """Delete everything held about a person, everywhere in the store and in the file exports
     Panorama writes, and refuse their identifiers from now on (hashed tombstones)."""
     from panorama.cli import console, fail, project_store
-    from panorama.privacy.subject import SubjectError, collect, delete_subject
+    from panorama.privacy.subject import SubjectError, collect, compact, delete_subject
 
     with project_store(project) as (proj, store):
         try:
@@ -84,6 +91,24 @@ def privacy_delete(
     console.print(table)
     console.print(f"{result.tombstones} identifier tombstone(s) added: ingestion refuses them from now on",
                   highlight=False)  # fmt: skip
+    if compact_store:
+        before, after = compact(proj.store_path)
+        console.print(
+            f"store rewritten without freed blocks: {before / 1e6:,.1f} MB -> {after / 1e6:,.1f} MB"
+        )
+
+
+@privacy_app.command("compact")
+def privacy_compact(project: ProjectOpt = Path(".")) -> None:
+    """Rewrite the store file so that no freed block keeps deleted data (after deletions made
+    through the API; stop the server first)."""
+    from panorama.cli import console, project_store
+    from panorama.privacy.subject import compact
+
+    with project_store(project) as (proj, _):
+        pass  # checks the project and that no other process holds the store
+    before, after = compact(proj.store_path)
+    console.print(f"store rewritten: {before / 1e6:,.1f} MB -> {after / 1e6:,.1f} MB")
 
 
 @privacy_app.command("trace")

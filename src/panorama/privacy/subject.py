@@ -562,3 +562,36 @@ def trace(store: Store, values: Iterable[str]) -> dict[str, int]:
         if n:
             found[f"{table}.{column}"] = n
     return found
+
+
+# -- compaction ----------------------------------------------------------------------------------
+
+
+def compact(path: Path | str) -> tuple[int, int]:
+    """Rewrite the store into a fresh file (every table, sequence and view; sequences keep their
+    values) and swap it in: deleted rows are dropped from the table data by DuckDB, but the
+    bytes of freed blocks stay in the file until it is rewritten. Needs the store to itself
+    (stop `panorama serve`). Returns the file size before and after."""
+    import duckdb
+
+    path = Path(path)
+    before = path.stat().st_size
+    tmp = path.with_name(path.name + ".compact-tmp")
+    tmp.unlink(missing_ok=True)
+    con = duckdb.connect(str(path))
+    try:
+        con.execute("CHECKPOINT")
+        name = con.execute("SELECT current_database()").fetchone()[0]
+        con.execute(f"ATTACH {_lit(str(tmp))} AS _compact")
+        con.execute(f'COPY FROM DATABASE "{name}" TO _compact')
+        con.execute("DETACH _compact")
+    except BaseException:
+        con.close()
+        tmp.unlink(missing_ok=True)
+        raise
+    con.close()
+    with open(tmp, "rb") as handle:
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+    Path(str(path) + ".wal").unlink(missing_ok=True)
+    return before, path.stat().st_size
