@@ -42,6 +42,24 @@ OFFER_FEATURES = (
     Feature("ch_sms", "sent by SMS", lambda v: "sent by SMS" if v else "not by SMS"),
     Feature("ch_push", "sent by push", lambda v: "sent by push" if v else "not by push"),
     Feature(
+        "discount_click_lift",
+        "their click rate on discounted messages / on messages without a discount (smoothed)",
+        lambda v: (
+            "no click history"
+            if v is None
+            else f"clicks {float(v):.1f}x as often when the message carries a discount"
+        ),
+    ),
+    Feature(
+        "discount_redeem_rate",
+        "their redemptions / discounted messages received (smoothed)",
+        lambda v: (
+            "no discounted messages"
+            if v is None
+            else f"redeemed {100 * float(v):.1f}% of discounted offers"
+        ),
+    ),
+    Feature(
         "channel_lift",
         "their engagement on the offer's channel / the channel's average",
         lambda v: (
@@ -76,6 +94,7 @@ def prepare(cur, events_sql: str, until: dt.datetime, response_days: int) -> int
                    bool_or(regexp_matches(ev, '(sent|delivered)$')) AS treated,
                    bool_or(regexp_matches(ev, '(holdout|control)')) AS holdout,
                    bool_or(regexp_matches(ev, '(opened|clicked)$')) AS engaged,
+                   bool_or(regexp_matches(ev, 'clicked$')) AS clicked,
                    bool_or(regexp_matches(ev, '(redeemed|applied)')) AS redeemed,
                    bool_or(regexp_matches(ev, '(unsubscribed|opted out)')) AS msg_unsubscribed
             FROM m GROUP BY profile_id, campaign_id
@@ -84,7 +103,7 @@ def prepare(cur, events_sql: str, until: dt.datetime, response_days: int) -> int
             FROM _predict_events WHERE kind = 'purchase' GROUP BY profile_id, oid
         )
         SELECT c.profile_id, c.campaign_id, c.sent_at, c.channel, c.discount,
-               c.treated AND NOT c.holdout AS treated, c.holdout, c.engaged, c.redeemed, c.msg_unsubscribed,
+               c.treated AND NOT c.holdout AS treated, c.holdout, c.engaged, c.clicked, c.redeemed, c.msg_unsubscribed,
                count(o.oid) > 0 AS responded, coalesce(sum(o.amount), 0) AS response_revenue
         FROM c LEFT JOIN o ON o.profile_id = c.profile_id AND o.ts >= c.sent_at
                           AND o.ts < c.sent_at + INTERVAL {int(response_days)} DAY
@@ -149,6 +168,8 @@ def channel_scores(
         reachable = (d["last"] >= cutoff - dt.timedelta(days=reach_days)) & ~d["unsub"].astype(bool)
         d["reachable"] = reachable
         out.append(d)
+    disc = discount_features(sent)
+    out = [d.merge(disc, on="profile_id", how="left") for d in out]
     if not out:
         return pd.DataFrame(
             columns=[
@@ -163,6 +184,46 @@ def channel_scores(
             ]
         ), priors
     return pd.concat(out, ignore_index=True), priors
+
+
+def discount_features(sent: pd.DataFrame, strength: float = 10.0) -> pd.DataFrame:
+    """Per profile: smoothed click rate on discounted / undiscounted messages, and redemption rate."""
+    has = sent["discount"] > 0
+    clicked = sent["clicked"].astype(float) if "clicked" in sent else sent["engaged"].astype(float)
+    f = pd.DataFrame(
+        {
+            "profile_id": sent["profile_id"],
+            "hi": has,
+            "c": clicked,
+            "r": sent["redeemed"].astype(float),
+        }
+    )
+    m_hi = f.loc[f["hi"], "c"].mean() if f["hi"].any() else 0.0
+    m_lo = f.loc[~f["hi"], "c"].mean() if (~f["hi"]).any() else 0.0
+    m_r = f.loc[f["hi"], "r"].mean() if f["hi"].any() else 0.0
+    g = (
+        f.assign(
+            c_hi=f["c"] * f["hi"],
+            n_hi=f["hi"].astype(float),
+            c_lo=f["c"] * ~f["hi"],
+            n_lo=(~f["hi"]).astype(float),
+            r_hi=f["r"] * f["hi"],
+        )
+        .groupby("profile_id")[["c_hi", "n_hi", "c_lo", "n_lo", "r_hi"]]
+        .sum()
+    )
+    k = strength
+    rate_hi = (g["c_hi"] + k * np.nan_to_num(m_hi)) / (g["n_hi"] + k)
+    rate_lo = (g["c_lo"] + k * np.nan_to_num(m_lo)) / (g["n_lo"] + k)
+    out = pd.DataFrame(
+        {
+            "discount_click_lift": (rate_hi / np.maximum(rate_lo, 1e-6)).astype("float32"),
+            "discount_redeem_rate": (
+                (g["r_hi"] + 2 * k * np.nan_to_num(m_r)) / (g["n_hi"] + 2 * k)
+            ).astype("float32"),
+        }
+    )
+    return out.reset_index()
 
 
 def preferred(scores: pd.DataFrame, column: str = "lift") -> pd.DataFrame:
@@ -185,6 +246,7 @@ def offer_frame(feats: pd.DataFrame, rows: pd.DataFrame, ch_scores: pd.DataFrame
         df[f"ch_{ch}"] = (df["channel"] == ch).astype("float32")
     lift = ch_scores[["profile_id", "channel", "lift"]].rename(columns={"lift": "channel_lift"})
     df = df.merge(lift, on=["profile_id", "channel"], how="left")
+    df = df.merge(_customer_level(ch_scores), on="profile_id", how="left")
     df["channel_lift"] = df["channel_lift"].astype("float32")
     return df
 
@@ -195,6 +257,9 @@ class OfferModel:
     control: lgb.Booster
     n_treated: int
     n_control: int
+    redeem: lgb.Booster | None = (
+        None  # P(redeems the offer | x, offer); None: every responder redeems
+    )
 
     @classmethod
     def fit(cls, train: pd.DataFrame, threads: int) -> OfferModel:
@@ -208,7 +273,8 @@ class OfferModel:
             )
         bt = _fit(t, threads)
         bc = _fit(c, threads, small=True)
-        return cls(bt, bc, len(t), len(c))
+        br = _fit(t, threads, target="redeemed") if t["redeemed"].sum() >= 10 else None
+        return cls(bt, bc, len(t), len(c), br)
 
     def p_treated(self, X: pd.DataFrame, threads: int = 2) -> np.ndarray:
         return M.predict(self.treated, X[list(X_COLUMNS)], threads)
@@ -216,14 +282,22 @@ class OfferModel:
     def p_control(self, X: pd.DataFrame, threads: int = 2) -> np.ndarray:
         return M.predict(self.control, X[list(X_COLUMNS)], threads)
 
+    def p_redeem(self, X: pd.DataFrame, p_t: np.ndarray, threads: int = 2) -> np.ndarray:
+        """P(the offer is redeemed): the discount is paid only then (at most P(response))."""
+        if self.redeem is None:
+            return p_t
+        return np.minimum(M.predict(self.redeem, X[list(X_COLUMNS)], threads), p_t)
 
-def _fit(df: pd.DataFrame, threads: int, small: bool = False) -> lgb.Booster:
+
+def _fit(
+    df: pd.DataFrame, threads: int, small: bool = False, target: str = "responded"
+) -> lgb.Booster:
     """Binary LightGBM with early stopping on a random quarter, then refitted on all."""
     rng = np.random.default_rng(5)
     ids = df["profile_id"].unique()
     held = set(ids[rng.random(len(ids)) < 0.25])
     va = df["profile_id"].isin(held).to_numpy()
-    X, y = df[list(X_COLUMNS)], df["responded"].to_numpy(float)
+    X, y = df[list(X_COLUMNS)], df[target].to_numpy(float)
     p = {
         **M.BASE_PARAMS,
         "objective": "binary",
@@ -256,34 +330,61 @@ def with_offer(
     lift = ch_scores.set_index(["profile_id", "channel"])["lift"]
     key = pd.MultiIndex.from_arrays([X["profile_id"].to_numpy(), ch])
     X["channel_lift"] = lift.reindex(key).to_numpy(dtype="float32")
+    cust = _customer_level(ch_scores).set_index("profile_id").reindex(X["profile_id"].to_numpy())
+    for col in CUSTOMER_COLUMNS:
+        X[col] = cust[col].to_numpy(dtype="float32")
     return X
 
 
+CUSTOMER_COLUMNS = ("discount_click_lift", "discount_redeem_rate")
+
+
+def _customer_level(ch_scores: pd.DataFrame) -> pd.DataFrame:
+    cols = [c for c in CUSTOMER_COLUMNS if c in ch_scores]
+    out = ch_scores.drop_duplicates("profile_id")[["profile_id", *cols]]
+    for c in CUSTOMER_COLUMNS:
+        if c not in out:
+            out = out.assign(**{c: np.nan})
+    return out
+
+
 def profit(
-    p_t: np.ndarray, p_c: np.ndarray, aov: np.ndarray, margin: float, discount: float, cost: float
+    p_t: np.ndarray,
+    p_c: np.ndarray,
+    p_r: np.ndarray,
+    aov: np.ndarray,
+    margin: float,
+    discount: float,
+    cost: float,
 ) -> np.ndarray:
-    """Expected incremental profit of sending: AOV x [P_t x (margin - d) - P_c x margin] - cost."""
-    return aov * (p_t * (margin - discount / 100.0) - p_c * margin) - cost
+    """Expected incremental profit of sending: AOV x [margin x (P_t - P_c) - d x P_redeem] - cost."""
+    return aov * (margin * (p_t - p_c) - discount / 100.0 * p_r) - cost
 
 
 # --- off-policy evaluation ---------------------------------------------------------------------
 
 
 def off_policy(
-    test: pd.DataFrame, p_t: np.ndarray, p_c: np.ndarray, aov: np.ndarray, margin: float
+    test: pd.DataFrame,
+    p_t: np.ndarray,
+    p_c: np.ndarray,
+    p_r: np.ndarray,
+    aov: np.ndarray,
+    margin: float,
 ) -> dict:
     """IPS and doubly-robust profit per targeted customer of "send iff expected profit > 0" vs
     "send to everyone targeted" (the current policy), on logged campaigns with random holdouts."""
     share = test.groupby("campaign_id")["holdout"].transform("mean").to_numpy()
     ok = (share > 0) & (share < 1)
-    test, p_t, p_c, aov, share = test[ok], p_t[ok], p_c[ok], aov[ok], share[ok]
+    test, p_t, p_c, p_r, aov, share = test[ok], p_t[ok], p_c[ok], p_r[ok], aov[ok], share[ok]
     if not len(test):
         return {}
     d = test["discount"].to_numpy() / 100.0
     treated = test["treated"].to_numpy()
     rev = test["response_revenue"].to_numpy()
-    r = rev * np.where(treated, margin - d, margin)  # realised profit of the window's orders
-    q_t = p_t * aov * (margin - d)
+    # realised profit of the window's orders: the margin, less the discount where it was redeemed
+    r = rev * (margin - d * test["redeemed"].to_numpy())
+    q_t = aov * (p_t * margin - p_r * d)
     q_c = p_c * aov * margin
     send = (q_t - q_c) > 0
     prop = np.where(treated, 1 - share, share)  # P(logged action)

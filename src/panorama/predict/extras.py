@@ -307,6 +307,15 @@ class Extras:
                 "'Campaign Holdout')"
             )
         data = pd.concat(frames, ignore_index=True)
+        cap = self.cfg.max_training_rows
+        if (
+            len(data) > cap
+        ):  # uniform samples of the treated and (up to half the cap) the held-out rows
+            hold = data[data["holdout"]]
+            hold = hold.sample(n=min(len(hold), cap // 2), random_state=7)
+            rest = data[~data["holdout"]]
+            rest = rest.sample(n=min(len(rest), cap - len(hold)), random_state=7)
+            data = pd.concat([rest, hold], ignore_index=True)
         return data, len(frames)
 
     def offers(self, hist: pd.DataFrame) -> list[dict]:
@@ -387,31 +396,19 @@ class Extras:
             }
         pc = pref.set_index("profile_id")
         rows = []
-        for pid in pc.index:
-            best = pc.at[pid, "channel"]
+        for pid, best, lift in zip(pc.index, pc["channel"], pc["lift"], strict=True):
             s = per[pid][best]
             prior = priors[best]["mean"]
-            rows.append(
-                (
-                    pid,
-                    float(pc.at[pid, "lift"]),
-                    best,
-                    _json({"channels": per[pid], "prior": priors}),
-                    _json(
-                        [
-                            {
-                                "feature": f"{best}_engagement",
-                                "value": s["engaged"],
-                                "text": f"opened or clicked {s['engaged']} of {s['sends']} {best} messages "
-                                f"(average {100 * prior:.0f}%; smoothed {100 * s['rate']:.0f}%)",
-                            }
-                        ]
-                    ),
-                )
+            text = (
+                f"opened or clicked {s['engaged']} of {s['sends']} {best} messages "
+                f"(average {100 * prior:.0f}%; smoothed {100 * s['rate']:.0f}%)"
             )
+            driver = [{"feature": f"{best}_engagement", "value": s["engaged"], "text": text}]
+            rows.append((pid, float(lift), best, _json({"channels": per[pid]}), _json(driver)))
         out["preferred_channel"] = pd.DataFrame(
             rows, columns=["profile_id", "value", "label", "details", "drivers"]
         )
+        self.channel_priors = priors
         channel = pc["channel"].reindex(profiles).fillna("email").to_numpy(dtype=object)
         aov = (
             feats["avg_order_value"].fillna(float(feats["avg_order_value"].mean())).to_numpy(float)
@@ -423,9 +420,11 @@ class Extras:
         prof = {}
         p_at = {}
         for lv in levels:
-            p_t = model.p_treated(campaigns.with_offer(feats, channel, lv, ch), self.threads)
+            Xo = campaigns.with_offer(feats, channel, lv, ch)
+            p_t = model.p_treated(Xo, self.threads)
             p_at[lv] = p_t
-            prof[lv] = campaigns.profit(p_t, p_c, aov, m, lv, 0.0)
+            p_r = model.p_redeem(Xo, p_t, self.threads)
+            prof[lv] = campaigns.profit(p_t, p_c, p_r, aov, m, lv, 0.0)
         P = np.stack([prof[lv] for lv in levels], axis=1)
         best = P.argmax(axis=1)
         lo, hi = levels[0], levels[-1]
@@ -467,10 +466,10 @@ class Extras:
         pt_all = np.zeros_like(ev)
         for j, o in enumerate(offers):
             chan = channel if o["channel"] is None else o["channel"]
-            p_t = model.p_treated(
-                campaigns.with_offer(feats, chan, o["discount"], ch), self.threads
-            )
-            v = campaigns.profit(p_t, p_c, aov, o["margin"], o["discount"], o["cost"])
+            Xo = campaigns.with_offer(feats, chan, o["discount"], ch)
+            p_t = model.p_treated(Xo, self.threads)
+            p_r = model.p_redeem(Xo, p_t, self.threads)
+            v = campaigns.profit(p_t, p_c, p_r, aov, o["margin"], o["discount"], o["cost"])
             if o["name"] in elig:
                 v = np.where(elig[o["name"]], v, -np.inf)
             ev[:, j], pt_all[:, j] = v, p_t
@@ -661,12 +660,18 @@ class Extras:
             "offer_response",
             as_of,
             self.cfg.response_days,
-            {"treated_rows": model.n_treated, "control_rows": model.n_control, "windows": windows},
+            {
+                "treated_rows": model.n_treated,
+                "control_rows": model.n_control,
+                "windows": windows,
+                "redemption_model": model.redeem is not None,
+            },
             len(data),
             time.perf_counter() - t0,
             {
                 "treated": model.treated.model_to_string(),
                 "control": model.control.model_to_string(),
+                **({"redeem": model.redeem.model_to_string()} if model.redeem else {}),
             },
             list(campaigns.X_COLUMNS),
             M.importance(model.treated),
@@ -830,7 +835,9 @@ class Extras:
             "response_auc_holdout": {"model": _auc(y[ho], p_c[ho])},
             "observed_uplift_overall": float(y[tr].mean() - y[ho].mean()) if ho.any() else None,
             "uplift_by_predicted_tercile": by,
-            "off_policy": campaigns.off_policy(tf, p_t, p_c, aov, self.cfg.margin),
+            "off_policy": campaigns.off_policy(
+                tf, p_t, p_c, model.p_redeem(tf, p_t, self.threads), aov, self.cfg.margin
+            ),
         }
         # preferred channel: realised engagement lift of the chosen channel on the window's messages
         fut = test[test["treated"]]

@@ -31,7 +31,7 @@ def nps_class(score: np.ndarray) -> np.ndarray:
 def answers(cur, events_sql: str, cutoff: dt.datetime) -> pd.DataFrame:
     """(profile_id, ts, score, comment) of NPS answers before `cutoff`."""
     return cur.execute(f"""
-        SELECT profile_id, "timestamp" AS ts, value AS score,
+        SELECT profile_id, message_id, "timestamp" AS ts, value AS score,
                nullif(trim(json_extract_string(properties, '$.comment')), '') AS comment
         FROM ({events_sql})
         WHERE "timestamp" < {ts_literal(cutoff)} AND value BETWEEN 0 AND 10

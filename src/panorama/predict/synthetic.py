@@ -128,3 +128,103 @@ def generate(store: Store, customers: int, start: dt.date = dt.date(2021, 1, 1),
 def truth(store: Store) -> list[tuple]:
     """(user_id, satisfaction, churn_at, rate, spend) of the last generated people."""
     return store.execute("SELECT user_id, sat, churn_at, rate, spend FROM _synth_life ORDER BY i").fetchall()
+
+
+_COMMENTS = {
+    "promoter": [
+        "great service and fast delivery",
+        "love the range, will order again",
+        "excellent quality, happy",
+        "friendly staff and quick refund",
+        "brilliant app, easy checkout",
+    ],
+    "passive": [
+        "okay overall, delivery a bit slow",
+        "fine, prices could be better",
+        "decent range, nothing special",
+        "average experience",
+        "good but the app crashes sometimes",
+    ],
+    "detractor": [
+        "terrible delivery, parcel lost",
+        "still waiting for my refund",
+        "rude support, never again",
+        "poor quality, item broke",
+        "out of stock again, very disappointed",
+    ],
+}
+
+
+def add_marketing(
+    store: Store,
+    campaigns: int = 36,
+    source: str = "synth",
+    target_share: float = 0.4,
+    holdout_share: float = 0.1,
+) -> int:
+    """After `generate` on the same store: monthly campaigns (email / SMS / push in turn, discounts
+    0/10/20/30%) to a random share of customers with a random holdout, opens or clicks from a
+    latent per-channel response, redemptions (and the orders they cause) from a latent discount
+    sensitivity; and comments on the NPS answers. Returns the number of events inserted."""
+    cur = store.cursor()
+    before = store.scalar("SELECT count(*) FROM events")
+    start = store.scalar("SELECT min(signup) FROM _synth_people")
+    end = store.scalar(f"SELECT max(timestamp) FROM events WHERE source = '{source}'")
+    s, e = f"TIMESTAMP '{start}'", f"TIMESTAMP '{end}'"
+    ids = "[{'type': 'user_id', 'value': user_id}]"
+    cur.execute(f"""
+        CREATE OR REPLACE TEMP TABLE _synth_msgs AS
+        SELECT i, user_id, k, ts, channel, disc, spend, churn_at,
+               _u(i, k, 'hold') < {float(holdout_share)} AS hold,
+               _u(i, k, 'eng') < 0.04 + 0.45 * _u(i, 0, 'resp_' || channel) AS eng,
+               _u(i, k, 'conv') < 0.01 + 0.02 * _u(i, 0, 'resp_' || channel)
+                                       * (1 + 2 * _u(i, 0, 'dsens') * disc / 10) AS conv
+        FROM (SELECT l.*, k,
+                     {s} + to_microseconds(CAST((k * 30.44 + 10) * 86400 * 1e6 AS BIGINT)) AS ts,
+                     ['email', 'sms', 'push'][k % 3 + 1] AS channel,
+                     [0, 10, 20, 30][(k // 3) % 4 + 1] AS disc
+              FROM _synth_life l, range({int(campaigns)}) t(k))
+        WHERE ts >= signup AND ts < {e} AND _u(i, k, 'target') < {float(target_share)}
+    """)
+    prefix = "CASE channel WHEN 'email' THEN 'Email' WHEN 'sms' THEN 'SMS' ELSE 'Push' END"
+    cols = (
+        "message_id, type, event, source, user_id, timestamp, received_at, identifiers, channel, campaign_id, "
+        "properties, revenue, order_id"
+    )
+    props = "json_object('discount_pct', disc)"
+    cur.execute(f"""
+        INSERT INTO events ({cols})
+        SELECT '{source}:cs' || user_id || '-' || k, 'track',
+               CASE WHEN hold THEN 'Campaign Holdout' ELSE {prefix} || ' Sent' END, '{source}', user_id, ts, ts,
+               {ids}, channel, 'cmp' || k, {props}, NULL, NULL
+        FROM _synth_msgs
+        UNION ALL
+        SELECT '{source}:ce' || user_id || '-' || k, 'track',
+               {prefix} || CASE WHEN channel = 'sms' THEN ' Clicked' ELSE ' Opened' END, '{source}', user_id,
+               ts + INTERVAL 2 HOUR, ts + INTERVAL 2 HOUR, {ids}, channel, 'cmp' || k, {props}, NULL, NULL
+        FROM _synth_msgs WHERE NOT hold AND eng AND ts < churn_at
+        UNION ALL
+        SELECT '{source}:cr' || user_id || '-' || k, 'track', 'Offer Redeemed', '{source}', user_id,
+               ts + INTERVAL 1 DAY, ts + INTERVAL 1 DAY, {ids}, channel, 'cmp' || k, {props}, NULL, NULL
+        FROM _synth_msgs WHERE NOT hold AND conv AND ts < churn_at
+        UNION ALL
+        SELECT '{source}:co' || user_id || '-' || k, 'track', 'Order Completed', '{source}', user_id,
+               ts + INTERVAL 1 DAY, ts + INTERVAL 1 DAY, {ids}, 'web', 'cmp' || k, NULL,
+               round(spend * (1 - disc / 100), 2), user_id || '-c' || k
+        FROM _synth_msgs WHERE NOT hold AND conv AND ts < churn_at
+    """)
+    cur.execute("DROP TABLE _synth_msgs")
+    cases = " ".join(
+        f"WHEN value {cond} THEN {_sql_pick(_COMMENTS[name])}"
+        for name, cond in (("promoter", ">= 9"), ("passive", ">= 7"), ("detractor", ">= 0"))
+    )
+    cur.execute(f"""
+        UPDATE events SET properties = json_object('comment', CASE {cases} END)
+        WHERE source = '{source}' AND event = 'NPS Survey Answered' AND hash(message_id) % 3 <> 0
+    """)
+    return int(store.scalar("SELECT count(*) FROM events")) - int(before)
+
+
+def _sql_pick(options: list[str]) -> str:
+    items = ", ".join("'" + o.replace("'", "''") + "'" for o in options)
+    return f"[{items}][CAST(hash(message_id) % {len(options)} AS INTEGER) + 1]"
