@@ -100,6 +100,9 @@ def truth_checks(ex: Extras, store, directory: Path, as_of: dt.datetime) -> dict
         "mean_true": float(true_uplift.mean()),
         "mean_predicted": float((p_t - p_c).mean()),
         "spearman_T_learner_uplift": _rho(p_t - p_c, true_uplift),
+        "spearman_X_learner_uplift": _rho(
+            campaigns.XLearner.fit(data, model, ex.threads).uplift(tf, ex.threads), true_uplift
+        ),
         "spearman_response_model_only (P_t)": _rho(p_t, true_uplift),
         "spearman_recency_baseline": _rho(-tf["recency_days"].fillna(1e4), true_uplift),
     }
@@ -173,7 +176,9 @@ def truth_checks(ex: Extras, store, directory: Path, as_of: dt.datetime) -> dict
         "test_comments": len(new),
         "with_truth": int(pd.notna(truth_s).sum()),
         "auc_positive_vs_negative": float(roc_auc_score(truth_s[known] == "positive", s[known])),
-        "mean_p_positive_by_true_class": {c: float(s[truth_s == c].mean()) for c in ("negative", "neutral", "positive")},
+        "mean_p_positive_by_true_class": {
+            c: float(s[truth_s == c].mean()) for c in ("negative", "neutral", "positive")
+        },
     }
     return out
 

@@ -289,6 +289,40 @@ class OfferModel:
         return np.minimum(M.predict(self.redeem, X[list(X_COLUMNS)], threads), p_t)
 
 
+@dataclass
+class XLearner:
+    """Kunzel et al. (2019): impute each unit's effect with the other group's response model,
+    regress the imputed effects on x in each group, and weight the two by the treated share."""
+
+    tau_treated: lgb.Booster
+    tau_control: lgb.Booster
+    treated_share: float
+
+    @classmethod
+    def fit(cls, train: pd.DataFrame, model: OfferModel, threads: int) -> XLearner:
+        t = train[train["treated"]]
+        c = train[train["holdout"]]
+        d_t = t["responded"].to_numpy(float) - model.p_control(t, threads)
+        d_c = model.p_treated(c, threads) - c["responded"].to_numpy(float)
+        return cls(_fit_reg(t, d_t, threads), _fit_reg(c, d_c, threads), len(t) / (len(t) + len(c)))
+
+    def uplift(self, X: pd.DataFrame, threads: int = 2) -> np.ndarray:
+        cols = list(X_COLUMNS)
+        e = self.treated_share
+        return e * M.predict(self.tau_control, X[cols], threads) + (1 - e) * M.predict(
+            self.tau_treated, X[cols], threads
+        )
+
+
+def _fit_reg(df: pd.DataFrame, y: np.ndarray, threads: int) -> lgb.Booster:
+    va = np.random.default_rng(9).random(len(df)) < 0.25
+    X = df[list(X_COLUMNS)]
+    b = M.fit_booster("regression", X[~va], y[~va], threads, X[va], y[va])
+    return M.fit_booster(
+        "regression", X, y, threads, rounds=max(int((b.best_iteration or 10) * 1.25), 5)
+    )
+
+
 def _fit(
     df: pd.DataFrame, threads: int, small: bool = False, target: str = "responded"
 ) -> lgb.Booster:

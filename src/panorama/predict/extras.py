@@ -806,22 +806,30 @@ class Extras:
         y = tf["responded"].to_numpy(float)
         tr, ho = tf["treated"].to_numpy(), tf["holdout"].to_numpy()
         aov = tf["avg_order_value"].fillna(float(tf["avg_order_value"].mean())).to_numpy(float)
-        uplift = p_t - p_c
+        x_uplift = campaigns.XLearner.fit(data, model, self.threads).uplift(tf, self.threads)
         # uplift by predicted-uplift tercile: observed treated - holdout response rate
-        q = pd.qcut(
-            pd.Series(uplift).rank(method="first"), 3, labels=["low", "mid", "high"]
-        ).to_numpy()
-        by = {}
-        for g in ("low", "mid", "high"):
-            s = q == g
-            by[g] = {
-                "predicted_uplift": float(uplift[s].mean()),
-                "observed_uplift": float(y[s & tr].mean() - y[s & ho].mean())
-                if (s & ho).any()
-                else None,
-                "treated": int((s & tr).sum()),
-                "holdout": int((s & ho).sum()),
-            }
+        terciles = {}
+        for name, score in (
+            ("T-learner", p_t - p_c),
+            ("X-learner", x_uplift),
+            ("response model P_t", p_t),
+        ):
+            q = pd.qcut(
+                pd.Series(score).rank(method="first"), 3, labels=["low", "mid", "high"]
+            ).to_numpy()
+            by = {}
+            for g in ("low", "mid", "high"):
+                s = q == g
+                by[g] = {
+                    "predicted": float(score[s].mean()),
+                    "observed_uplift": float(y[s & tr].mean() - y[s & ho].mean())
+                    if (s & ho).any()
+                    else None,
+                    "treated": int((s & tr).sum()),
+                    "holdout": int((s & ho).sum()),
+                }
+            terciles[name] = by
+        by = terciles
         out = {
             "window": f"{_d(as_of)}..{_d(end)}",
             "training_rows": len(data),
