@@ -46,7 +46,8 @@ def predict(
     retrain: Annotated[bool, typer.Option("--retrain", help="Train new models even if a model for this "
                                           "as-of date and data exists.")] = False,
 ) -> None:
-    """Train (or reuse) churn and CLV models and score every profile as of DATE."""
+    """Train (or reuse) churn and CLV models, then cross-sell, next purchase, next best offer, preferred
+    channel and discount, and NPS, and score every profile as of DATE."""
     from panorama.predict.service import InsufficientData, Predictor
 
     cli = _cli()
