@@ -32,6 +32,7 @@ NAV = (
     ("sources", "Sources", "/sources", "sources.view"),
     ("users", "Users & tokens", "/admin/users", "users.manage"),
     ("audit", "Audit log", "/admin/audit", "audit.view"),
+    ("privacy", "Privacy", "/admin/privacy", "profiles.delete"),
 )
 
 P = Annotated[Principal, Depends(require(None))]
