@@ -128,3 +128,42 @@ def test_delete_through_the_api_then_the_tracking_api_refuses_her(server):
                          "WHERE action = 'privacy_delete'")  # fmt: skip
     assert len(audit) == 1 and audit[0][0] == "admin" and audit[0][1] is None
     assert ANN["email"] not in audit[0][2] and ANN["id"] not in audit[0][2]
+
+
+def test_admin_page_exports_and_deletes(server):
+    url = server.url
+    admin = Session(url, "admin", "pw-admin-0123456789")
+    page = admin.http.get("/admin/privacy", headers=admin._cookie(admin.cookies))
+    assert page.status_code == 200 and 'action="/admin/privacy/delete"' in page.text
+    assert 'href="/admin/privacy"' in page.text  # in the navigation
+    marketing = Session(url, "marketing", "pw-marketing-0123456789")
+    assert (
+        marketing.http.get(
+            "/admin/privacy", headers=marketing._cookie(marketing.cookies)
+        ).status_code
+        == 403
+    )
+    assert (
+        'href="/admin/privacy"'
+        not in marketing.http.get("/me", headers=marketing._cookie(marketing.cookies)).text
+    )
+
+    download = admin.http.get("/admin/privacy/export", params={"key": f"email:{BOB['email']}"},
+                              headers=admin._cookie(admin.cookies))  # fmt: skip
+    assert download.status_code == 200 and "attachment" in download.headers["content-disposition"]
+    assert {e["message_id"] for e in download.json()["events"]} >= {"shop:O20", "w2a"}
+
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
+    form = {"key": f"email:{BOB['email']}", "confirm": "nope", "csrf_token": csrf}
+    refused = admin.http.post(
+        "/admin/privacy/delete", data=form, headers=admin._cookie(admin.cookies)
+    )
+    assert refused.status_code == 400 and "type DELETE" in refused.text
+    assert server.query("SELECT count(*) FROM events WHERE user_id = ?", [BOB["id"]])[0][0] > 0
+    done = admin.http.post("/admin/privacy/delete", data={**form, "confirm": "DELETE"},
+                           headers=admin._cookie(admin.cookies))  # fmt: skip
+    assert done.status_code == 200 and "Deleted (dsr_" in done.text
+    assert server.query("SELECT count(*) FROM events WHERE user_id = ?", [BOB["id"]])[0][0] == 0
+    again = admin.http.post("/admin/privacy/delete", data={**form, "confirm": "DELETE"},
+                            headers=admin._cookie(admin.cookies))  # fmt: skip
+    assert again.status_code == 404 and "no profile matches" in again.text
