@@ -710,9 +710,36 @@ class ConsentConfig(_Strict):
         return self
 
 
+class SparkConfig(_Strict):
+    """`engine: spark`: the batch pipeline on Apache Spark, the log as Parquet (docs/scale.md)."""
+
+    # any Spark master: local[N] / local[*], spark://host:port, yarn, k8s://https://...
+    master: str = "local[2]"
+    # the Parquet log (partitioned by date and source): a directory, or s3a://, gs://, abfss:// ...
+    log_path: str = "log"
+    driver_memory: str = "2g"
+    # extra Spark settings passed through as-is (spark.executor.memory, spark.hadoop.fs.s3a...)
+    conf: dict[str, str] = Field(default_factory=dict)
+    # the real-time API appends to the Parquet log in micro-batches of this many events or seconds
+    micro_batch_rows: Annotated[int, Field(ge=1)] = 10_000
+    micro_batch_seconds: Annotated[float, Field(gt=0)] = 5.0
+
+    @field_validator("master")
+    @classmethod
+    def _master(cls, value: str) -> str:
+        import re
+
+        if not re.fullmatch(r"local(\[(\d+|\*)(,\d+)?\])?|(spark|mesos|k8s)://\S+|yarn", value):
+            raise ValueError(f"{value!r}: use local[N], local[*], spark://host:port, yarn or k8s://...")
+        return value
+
+
 class ProjectConfig(_Strict):
     name: str
     store: str = "panorama.duckdb"
+    # where the batch pipeline runs: duckdb (the store file) or spark (docs/scale.md)
+    engine: Literal["duckdb", "spark"] = "duckdb"
+    spark: SparkConfig = Field(default_factory=SparkConfig)
     identity: IdentityConfig = Field(default_factory=IdentityConfig)
     server: ServerConfig = Field(default_factory=ServerConfig)
     sources: dict[str, SourceConfig] = Field(default_factory=dict)
