@@ -238,42 +238,41 @@ class Extras:
             )
         mc, tc, vc = res["category"]
         pn, cn = mp.vocab.names, mc.vocab.names
-        own_c = mc.P
         hist_c = mp.has_history
+        n = len(profiles)
+        top3 = tc[:, :3]
+        rows_i = np.repeat(np.arange(n), top3.shape[1])
+        w_top = np.asarray(mc.P[rows_i, top3.ravel()]).reshape(top3.shape) if top3.size else top3
+        h = self.cfg.next_purchase.horizon_days
+        pn_l, cn_l = [str(x) for x in pn], [str(x) for x in cn]
+        tp_l, tc_l, top3_l, w_l = tp.tolist(), tc.tolist(), top3.tolist(), w_top.tolist()
+        hist_l = hist_c.tolist()
+        no_history = (
+            '[{"feature":"popularity","text":"no purchase history: the most popular items"}]'
+        )
         details, drivers = [], []
-        for i in range(len(profiles)):
-            prods = [str(x) for x in pn[tp[i]]]
-            cats = [str(x) for x in cn[tc[i]]]
+        for i in range(n):
             details.append(
                 _json(
                     {
-                        "products": prods,
-                        "categories": cats,
-                        "horizon_days": self.cfg.next_purchase.horizon_days,
+                        "products": [pn_l[j] for j in tp_l[i]],
+                        "categories": [cn_l[j] for j in tc_l[i]],
+                        "horizon_days": h,
                     }
                 )
             )
-            if not hist_c[i]:
-                drivers.append(
-                    '[{"feature":"popularity","text":"no purchase history: the most popular items"}]'
-                )
+            if not hist_l[i]:
+                drivers.append(no_history)
                 continue
-            row = own_c.getrow(i)
-            owned = dict(zip(row.indices, row.data, strict=True))
             ds = []
-            for j in tc[i][:3]:
-                w = owned.get(j)
-                ds.append(
-                    {
-                        "feature": "category",
-                        "value": str(cn[j]),
-                        "text": (
-                            f"bought {cn[j]} before (recency-weighted {w:.1f} days)"
-                            if w
-                            else f"{cn[j]} is often bought with what they buy"
-                        ),
-                    }
+            for j, w in zip(top3_l[i], w_l[i], strict=True):
+                name = cn_l[j]
+                text = (
+                    f"bought {name} before (time-decayed weight {w:.2f})"
+                    if w
+                    else f"{name} is often bought with what they buy"
                 )
+                ds.append({"feature": "category", "value": name, "text": text})
             drivers.append(_json(ds))
         return pd.DataFrame(
             {
