@@ -156,7 +156,22 @@ def config_text() -> str:
         text = yaml.dump({name: block}, Dumper=_Dumper, sort_keys=False, width=100, allow_unicode=True)
         parts.append(f"  # {DESCRIPTIONS[name]}\n")
         parts.append("".join(f"  {line}\n" for line in text.splitlines()))
+    parts.append(OFFERS)
     return "".join(parts)
+
+
+# offers the next-best-offer prediction chooses from (docs/predictions.md, "Predictions II")
+OFFERS = """
+predictions:
+  margin: 0.45
+  offers:
+    - {name: "New in (email)", type: new_in, channel: email, cost: 0.002}
+    - {name: "10% off (email)", channel: email, discount: 10, cost: 0.002}
+    - {name: "20% off (SMS)", channel: sms, discount: 20, cost: 0.04}
+    - {name: "15% off (push)", channel: push, discount: 15, cost: 0.001}
+    - {name: "30% off for Gold and Platinum", discount: 30, cost: 0.002,
+       eligibility: "loyalty_tier IN ('Gold', 'Platinum')"}
+"""
 
 
 def write_config(out_dir: Path) -> Path:
