@@ -355,9 +355,15 @@ class Extras:
         from panorama.segments.engine import check_expression, evaluation_sql
 
         catalog = build_catalog(self.store)
-        compiled = {
-            f"o{i}": check_expression(self.store, e, catalog) for i, e in enumerate(need.values())
-        }
+        compiled = {}
+        index = {o["name"]: i for i, o in enumerate(offers)}
+        for i, (name, expression) in enumerate(need.items()):
+            try:
+                compiled[f"o{i}"] = check_expression(self.store, expression, catalog)
+            except ValueError as exc:
+                raise ValueError(
+                    f"predictions.offers[{index[name]}] ({name!r}) eligibility {expression!r}: {exc}"
+                ) from None
         res = (
             self.cur.execute(evaluation_sql(catalog, compiled, None, as_of))
             .df()
