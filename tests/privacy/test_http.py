@@ -5,6 +5,7 @@ person's messages from then on — with everybody else's still stored."""
 from __future__ import annotations
 
 import re
+import time
 
 import httpx
 import pytest
@@ -124,6 +125,18 @@ def test_delete_through_the_api_then_the_tracking_api_refuses_her(server):
     }
     assert stored == {"h6"}
     assert server.query("SELECT count(*) FROM dead_letters")[0][0] == dead_before
+    # after the deletion and the messages that followed, the running server's store holds no trace
+    from panorama.privacy.subject import trace
+
+    ann_values = [
+        ANN["id"],
+        ANN["email"],
+        ANN["anon"],
+        ANN["loyalty"],
+        ANN["phone"].replace(" ", ""),
+    ]
+    time.sleep(1.5)  # the real-time stages have handled the batches above
+    assert trace(server.state.store, ann_values) == {}
     audit = server.query("SELECT actor, profile_id, CAST(detail AS VARCHAR) FROM audit_log "
                          "WHERE action = 'privacy_delete'")  # fmt: skip
     assert len(audit) == 1 and audit[0][0] == "admin" and audit[0][1] is None
