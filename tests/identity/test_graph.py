@@ -29,7 +29,11 @@ def test_households_twins_shared_mailboxes_stay_apart(idproject):
     # an order with only the household landline belongs to nobody in particular
     assert m[("shop", "O4")] not in {m[("crm", "C3")], m[("crm", "C4")]}
     with idproject.store(read_only=True) as store:
-        shared = dict(store.execute("SELECT value, status FROM identity_nodes WHERE type = 'phone'").fetchall())
+        shared = dict(
+            store.execute(
+                "SELECT value, status FROM identity_nodes WHERE type = 'phone'"
+            ).fetchall()
+        )
         refused = store.execute(
             "SELECT refused_by FROM identity_edges WHERE NOT accepted AND b_value = '+441614960000'"
         ).fetchall()
@@ -43,7 +47,12 @@ def test_junk_invalid_and_kiosk_identifiers_never_link(idproject):
     m = idproject.membership()
     assert m[("crm", "C7")] != m[("crm", "C8")]  # test@test.com
     with idproject.store(read_only=True) as store:
-        nodes = {(t, v): s for t, v, s in store.execute("SELECT type, value, status FROM identity_nodes").fetchall()}
+        nodes = {
+            (t, v): s
+            for t, v, s in store.execute(
+                "SELECT type, value, status FROM identity_nodes"
+            ).fetchall()
+        }
     assert ("email", "test@test.com") not in nodes  # blocked: not an identifier at all
     assert ("phone", "12345") not in nodes  # invalid
     assert nodes[("anonymous_id", "kiosk-1")] == "shared"  # 8 user ids on one anonymousId
@@ -53,8 +62,21 @@ def test_junk_invalid_and_kiosk_identifiers_never_link(idproject):
 
 
 def test_limits_with_priority(tmp_path):
-    crm = CRM + [("C10", "Robert", "Smith", "rob.smith@gmail.com", "", "01/02/1980", "", "2023-07-01 10:00:00")]
-    project = write_project(tmp_path / "p", extra="  identifiers: {user_id: {max_per_profile: 1}}", crm=crm)
+    crm = CRM + [
+        (
+            "C10",
+            "Robert",
+            "Smith",
+            "rob.smith@gmail.com",
+            "",
+            "01/02/1980",
+            "",
+            "2023-07-01 10:00:00",
+        )
+    ]
+    project = write_project(
+        tmp_path / "p", extra="  identifiers: {user_id: {max_per_profile: 1}}", crm=crm
+    )
     project.ingest()
     project.unify()
     m = project.membership()
@@ -81,7 +103,9 @@ def test_stable_ids_merge_journal_and_split(tmp_path):
     after = project.membership()
     assert after[("crm", "C3")] == alice and after[("crm", "C4")] == peter
     assert after[("shop", "O1")] == after[("crm", "C1")]
-    assert after[("crm", "C8")] == after[("web", "w6")] == before[("crm", "C8")]  # the older profile survives
+    assert (
+        after[("crm", "C8")] == after[("web", "w6")] == before[("crm", "C8")]
+    )  # the older profile survives
 
     from panorama.identity.journal import split_merge
     from panorama.profiles.read import find_profile
@@ -98,7 +122,9 @@ def test_stable_ids_merge_journal_and_split(tmp_path):
         assert result.split_off == absorbed  # the previous id comes back
         status = dict(store.execute("SELECT profile_id, status FROM identity_profiles").fetchall())
         assert status[absorbed] == "active"
-        undone = store.execute("SELECT undone_by FROM identity_journal WHERE id = ?", [journal_id]).fetchone()[0]
+        undone = store.execute(
+            "SELECT undone_by FROM identity_journal WHERE id = ?", [journal_id]
+        ).fetchone()[0]
         assert undone == result.journal_id
     split = project.membership()
     project.unify()  # the next run remembers the never-merge pair

@@ -22,8 +22,15 @@ from panorama.identity.normalize import (
 from panorama.identity.rules import Rules
 
 GB = Normalizer(IdentityConfig(default_region="GB"))
-GMAIL = Normalizer(IdentityConfig(default_region="GB", email={"ignore_dots": ["gmail.com", "googlemail.com"],
-                                                              "domain_aliases": {"googlemail.com": "gmail.com"}}))
+GMAIL = Normalizer(
+    IdentityConfig(
+        default_region="GB",
+        email={
+            "ignore_dots": ["gmail.com", "googlemail.com"],
+            "domain_aliases": {"googlemail.com": "gmail.com"},
+        },
+    )
+)
 
 
 @pytest.mark.parametrize(
@@ -46,24 +53,31 @@ def test_email_normalised(raw, expected):
 
 def test_gmail_rules_when_configured():
     assert GMAIL.email("John.Smith+shop@googlemail.com") == ("johnsmith@gmail.com", OK)
-    assert GMAIL.email("jane.doe@outlook.com") == ("jane.doe@outlook.com", OK)  # dots kept elsewhere
+    assert GMAIL.email("jane.doe@outlook.com") == (
+        "jane.doe@outlook.com",
+        OK,
+    )  # dots kept elsewhere
 
 
-@pytest.mark.parametrize("raw", ["bad@@x.com", "foo@bar", "plain", "", "   ", "a b@c.com", "@gmail.com"])
+@pytest.mark.parametrize(
+    "raw", ["bad@@x.com", "foo@bar", "plain", "", "   ", "a b@c.com", "@gmail.com"]
+)
 def test_invalid_email(raw):
     assert GB.email(raw)[1] == INVALID
 
 
 @pytest.mark.parametrize(
-    "raw", ["test@test.com", "no@email.com", "a@a.com", "noemail@gmail.com", "NONE@NONE.COM", "x@y.org"]
+    "raw",
+    ["test@test.com", "no@email.com", "a@a.com", "noemail@gmail.com", "NONE@NONE.COM", "x@y.org"],
 )
 def test_junk_email_blocked(raw):
     assert GB.email(raw)[1] == BLOCKED
 
 
 def test_email_rules_configurable():
-    config = IdentityConfig(email={"plus_tags": ["gmail.com"], "ignore_dots": ["gmail.com"],
-                                   "fix_domain_typos": False})
+    config = IdentityConfig(
+        email={"plus_tags": ["gmail.com"], "ignore_dots": ["gmail.com"], "fix_domain_typos": False}
+    )
     n = Normalizer(config)
     assert n.email("a.b+x@gmail.com") == ("ab@gmail.com", OK)
     assert n.email("a+x@outlook.com") == ("a+x@outlook.com", OK)
@@ -109,11 +123,15 @@ def test_kinds_and_rules():
     assert kind_of("email") == "email" and kind_of("work_email") == "email"
     assert kind_of("phone") == "phone" and kind_of("home_phone") == "phone"
     assert kind_of("crm_id") == "id"
-    config = IdentityConfig(identifiers={"crm_id": {"kind": "id_ci", "priority": 95, "max_per_profile": 1}})
+    config = IdentityConfig(
+        identifiers={"crm_id": {"kind": "id_ci", "priority": 95, "max_per_profile": 1}}
+    )
     rules = Rules(config, ["email", "anonymous_id", "user_id"])
     assert rules.rule("crm_id").kind == "id_ci" and rules.rule("crm_id").max_per_profile == 1
     assert [r.type for r in rules.all()] == ["user_id", "crm_id", "email", "anonymous_id"]
-    assert rules.rule("email").shared_threshold == 5 and rules.rule("user_id").shared_threshold is None
+    assert (
+        rules.rule("email").shared_threshold == 5 and rules.rule("user_id").shared_threshold is None
+    )
 
 
 def test_identity_config_errors_name_the_key():

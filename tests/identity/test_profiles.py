@@ -72,26 +72,39 @@ def test_exports_and_cli(tmp_path):
     assert result.exit_code == 0, result.output
     assert "profiles" in result.output
     out = tmp_path / "identities.csv"
-    result = runner.invoke(app, ["export", "identities", "-o", str(out), "--project", str(project.root)])
+    result = runner.invoke(
+        app, ["export", "identities", "-o", str(out), "--project", str(project.root)]
+    )
     assert result.exit_code == 0, result.output
     rows = list(csv.DictReader(out.open()))
     assert len(rows) == 9 + 3 + 6 + 15  # every record and event once
     assert len({(r["source"], r["record_id"]) for r in rows}) == len(rows)
     ids = tmp_path / "identifiers.csv"
-    assert runner.invoke(app, ["export", "identifiers", "-o", str(ids), "--project", str(project.root)]).exit_code == 0
+    assert (
+        runner.invoke(
+            app, ["export", "identifiers", "-o", str(ids), "--project", str(project.root)]
+        ).exit_code
+        == 0
+    )
     idents = list(csv.DictReader(ids.open()))
     assert {"profile_id", "type", "value"} <= set(idents[0])
     profiles = tmp_path / "profiles.csv"
-    result = runner.invoke(app, ["export", "profiles", "-o", str(profiles), "--project", str(project.root)])
+    result = runner.invoke(
+        app, ["export", "profiles", "-o", str(profiles), "--project", str(project.root)]
+    )
     assert result.exit_code == 0, result.output
     prow = list(csv.DictReader(profiles.open()))
     assert len({r["profile_id"] for r in prow}) == len(prow) == len({r["profile_id"] for r in rows})
     assert "first_name" in prow[0] and "provenance" in prow[0]
 
-    result = runner.invoke(app, ["profile", "show", "phone:07911 123456", "--project", str(project.root)])
+    result = runner.invoke(
+        app, ["profile", "show", "phone:07911 123456", "--project", str(project.root)]
+    )
     assert result.exit_code == 0, result.output
     assert "Smith" in result.output and "golden record" in result.output
-    result = runner.invoke(app, ["profile", "show", "nobody@nowhere.org", "--project", str(project.root)])
+    result = runner.invoke(
+        app, ["profile", "show", "nobody@nowhere.org", "--project", str(project.root)]
+    )
     assert result.exit_code == 1 and "no profile" in result.output
 
     truth = tmp_path / "truth.csv"
@@ -99,7 +112,10 @@ def test_exports_and_cli(tmp_path):
         f.write("source,record_id,person_id\n")
         for r in rows:
             f.write(f"{r['source']},{r['record_id']},{r['profile_id']}\n")
-    result = runner.invoke(app, ["evaluate", "identity", "--truth", str(truth), "--json", "--project", str(project.root)])
+    result = runner.invoke(
+        app,
+        ["evaluate", "identity", "--truth", str(truth), "--json", "--project", str(project.root)],
+    )
     assert result.exit_code == 0, result.output
     assert '"f1":1.0' in result.output
     result = runner.invoke(app, ["evaluate", "identity", "--truth", str(tmp_path / "missing.csv"),

@@ -17,7 +17,10 @@ RECEIVED = datetime(2023, 6, 1, 12, 0, 0)
 def _feed(project, messages, batch_size):
     with project.store() as store:
         for i in range(0, len(messages), batch_size):
-            rows = [normalize_message(m, source="web", received_at=RECEIVED) for m in messages[i:i + batch_size]]
+            rows = [
+                normalize_message(m, source="web", received_at=RECEIVED)
+                for m in messages[i : i + batch_size]
+            ]
             table = events_table(rows)
             with store.transaction() as tx:
                 append_events(tx, table)
@@ -61,7 +64,12 @@ def test_realtime_equals_batch(tmp_path):
     assert m[("web", "r1")] == m[("crm", "C2")] == m[("crm", "C1")]
     assert m[("web", "t1")] == m[("crm", "C3")] != m[("web", "t2")]
     with live.store(read_only=True) as store:
-        origins = {r[0] for r in store.execute("SELECT origin FROM identity_journal WHERE action = 'merge'").fetchall()}
+        origins = {
+            r[0]
+            for r in store.execute(
+                "SELECT origin FROM identity_journal WHERE action = 'merge'"
+            ).fetchall()
+        }
     assert "realtime" in origins
     assert realtime.stats.recomputed_batches > 0
 

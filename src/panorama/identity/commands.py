@@ -43,13 +43,23 @@ def unify(project: Path = Path(".")) -> None:
             table.add_row(label, f"{value:,}")
         console.print(table)
         total = sum(stats.seconds.values())
-        console.print(f"done in {total:.1f} s (" + ", ".join(f"{k} {v:.1f}" for k, v in stats.seconds.items()) + ")")
+        console.print(
+            f"done in {total:.1f} s ("
+            + ", ".join(f"{k} {v:.1f}" for k, v in stats.seconds.items())
+            + ")"
+        )
 
 
 def evaluate_identity(
-    truth: Annotated[Path, typer.Option("--truth", help="CSV or Parquet: source, record_id, person_id.")],
-    predicted: Annotated[Path | None, typer.Option(
-        "--predicted", help="Score this `export identities` file instead of the store.")] = None,
+    truth: Annotated[
+        Path, typer.Option("--truth", help="CSV or Parquet: source, record_id, person_id.")
+    ],
+    predicted: Annotated[
+        Path | None,
+        typer.Option(
+            "--predicted", help="Score this `export identities` file instead of the store."
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     project: ProjectOpt = Path("."),
 ) -> None:
@@ -84,8 +94,13 @@ def _print_scores(s) -> None:
     table.add_row("recall", f"{s.recall:.4f}")
     table.add_row("F1", f"{s.f1:.4f}")
     table.add_row("rows scored", f"{s.rows:,}")
-    table.add_row("predicted profiles / true persons", f"{s.predicted_profiles:,} / {s.true_persons:,}")
-    table.add_row("pairs: correct / predicted / true", f"{s.correct_pairs:,} / {s.predicted_pairs:,} / {s.true_pairs:,}")
+    table.add_row(
+        "predicted profiles / true persons", f"{s.predicted_profiles:,} / {s.true_persons:,}"
+    )
+    table.add_row(
+        "pairs: correct / predicted / true",
+        f"{s.correct_pairs:,} / {s.predicted_pairs:,} / {s.true_pairs:,}",
+    )
     if s.rows_missing_in_prediction or s.rows_missing_in_truth:
         table.add_row("rows only in truth / only in prediction",
                       f"{s.rows_missing_in_prediction:,} / {s.rows_missing_in_truth:,}")  # fmt: skip
@@ -94,8 +109,13 @@ def _print_scores(s) -> None:
 
 @profile_app.command("show")
 def profile_show(
-    key: Annotated[str, typer.Argument(metavar="ID_OR_IDENTIFIER",
-                                       help="A profile id (also a merged one), type:value, or an email/phone.")],
+    key: Annotated[
+        str,
+        typer.Argument(
+            metavar="ID_OR_IDENTIFIER",
+            help="A profile id (also a merged one), type:value, or an email/phone.",
+        ),
+    ],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     events: Annotated[int, typer.Option(help="Recent events to list.")] = 10,
     project: ProjectOpt = Path("."),
@@ -110,7 +130,9 @@ def profile_show(
     if as_json:
         import orjson
 
-        typer.echo(orjson.dumps(profile.as_dict(), default=str, option=orjson.OPT_INDENT_2).decode())
+        typer.echo(
+            orjson.dumps(profile.as_dict(), default=str, option=orjson.OPT_INDENT_2).decode()
+        )
         return
     _print_profile(profile)
 
@@ -126,13 +148,27 @@ def _print_profile(p) -> None:
         console.print(f"merged into it: {', '.join(p.merged_ids)}")
     table = Table("attribute", "value", "source", "record", "at", "rule", title="golden record")
     for name, a in p.attributes.items():
-        table.add_row(name, str(a["value"]), a["source"] or "", a["record_id"] or "", str(a["at"] or ""), a["rule"])
+        table.add_row(
+            name,
+            str(a["value"]),
+            a["source"] or "",
+            a["record_id"] or "",
+            str(a["at"] or ""),
+            a["rule"],
+        )
     console.print(table)
     table = Table("type", "value", "", "first seen", title="identifiers")
     for i in p.identifiers:
-        table.add_row(i["type"], i["value"], "shared (does not link)" if i["shared"] else "", str(i["first_seen"] or ""))
+        table.add_row(
+            i["type"],
+            i["value"],
+            "shared (does not link)" if i["shared"] else "",
+            str(i["first_seen"] or ""),
+        )
     console.print(table)
-    table = Table("source", "record", "at", "identifiers", title=f"source records ({len(p.records)})")
+    table = Table(
+        "source", "record", "at", "identifiers", title=f"source records ({len(p.records)})"
+    )
     for r in p.records[:50]:
         table.add_row(r["source"], r["record_id"], str(r["ts"] or ""),
                       ", ".join(f"{i['type']}={i['value']}" for i in r["identifiers"]))  # fmt: skip
@@ -150,7 +186,9 @@ def _print_profile(p) -> None:
         console.print(table)
     accepted = [link for link in p.links if link["accepted"]]
     refused = [link for link in p.links if not link["accepted"]]
-    console.print(f"[bold]links[/]: {len(accepted)} hold this profile together; {len(refused)} refused")
+    console.print(
+        f"[bold]links[/]: {len(accepted)} hold this profile together; {len(refused)} refused"
+    )
     for link in refused[:10]:
         console.print(f"  refused ({link['refused_by']}): {link['from']['type']}={link['from']['value']} -- "
                       f"{link['to']['type']}={link['to']['value']} (record {link['record']['source']}:"
@@ -172,7 +210,16 @@ def profile_history(
         profile = get_profile(store, key, proj.config, recent_events=0)
     if profile is None:
         fail(f"no profile found for {key!r}")
-    table = Table("#", "at", "action", "profile", "other", "rule", "evidence", title=f"history of {profile.profile_id}")
+    table = Table(
+        "#",
+        "at",
+        "action",
+        "profile",
+        "other",
+        "rule",
+        "evidence",
+        title=f"history of {profile.profile_id}",
+    )
     for h in profile.history:
         link = (h["evidence"] or {}).get("link") if h["evidence"] else None
         shown = orjson.dumps(link).decode() if link else ""
@@ -186,10 +233,18 @@ def profile_history(
 
 @profile_app.command("split")
 def profile_split(
-    key: Annotated[str, typer.Argument(metavar="PROFILE", help="The profile to split (id or identifier).")],
-    merge: Annotated[int | None, typer.Option("--merge", help="Undo this merge (journal entry #).")] = None,
-    identifier: Annotated[str | None, typer.Option(
-        "--identifier", help="Split off the part holding this identifier (type:value).")] = None,
+    key: Annotated[
+        str, typer.Argument(metavar="PROFILE", help="The profile to split (id or identifier).")
+    ],
+    merge: Annotated[
+        int | None, typer.Option("--merge", help="Undo this merge (journal entry #).")
+    ] = None,
+    identifier: Annotated[
+        str | None,
+        typer.Option(
+            "--identifier", help="Split off the part holding this identifier (type:value)."
+        ),
+    ] = None,
     project: ProjectOpt = Path("."),
 ) -> None:
     """Undo one merge (or split off an identifier); the pair is remembered as never-merge."""
@@ -203,9 +258,16 @@ def profile_split(
                 fail(f"no profile found for {key!r}")
             entries = [e for e in merge_entries(store, ref.profile_id) if e[5] is None]
         if not entries:
-            fail(f"profile {ref.profile_id} has no merge to undo; use --identifier TYPE:VALUE to split off a part")
-        lines = "\n".join(f"  --merge {i}: {a} absorbed into {s} ({r}, {str(at)[:19]})" for i, at, s, a, r, _ in entries)
-        fail(f"give exactly one of --merge N or --identifier TYPE:VALUE. Merges of {ref.profile_id}:\n{lines}")
+            fail(
+                f"profile {ref.profile_id} has no merge to undo; use --identifier TYPE:VALUE to split off a part"
+            )
+        lines = "\n".join(
+            f"  --merge {i}: {a} absorbed into {s} ({r}, {str(at)[:19]})"
+            for i, at, s, a, r, _ in entries
+        )
+        fail(
+            f"give exactly one of --merge N or --identifier TYPE:VALUE. Merges of {ref.profile_id}:\n{lines}"
+        )
     with project_store(project) as (proj, store):
         try:
             if merge is not None:

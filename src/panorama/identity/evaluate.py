@@ -86,7 +86,9 @@ def evaluate_store(store, truth: Path) -> PairScores:
     from panorama.profiles.export import membership_sql
 
     cur = store.cursor()
-    columns = {c.lower() for c in cur.execute(f"SELECT * FROM {_reader(truth)} LIMIT 0").fetchdf().columns}
+    columns = {
+        c.lower() for c in cur.execute(f"SELECT * FROM {_reader(truth)} LIMIT 0").fetchdf().columns
+    }
     missing = {"source", "record_id", "person_id"} - columns
     if missing:
         raise ValueError(f"{truth}: missing column(s) {', '.join(sorted(missing))}; "

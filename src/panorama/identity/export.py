@@ -38,7 +38,7 @@ def _profile(source: str, record_id: str) -> str:
 def events_with_profile_sql() -> str:
     """Every event column plus `profile_id` (and `_record_id`, the id exports use)."""
     return f"""
-        SELECT {_profile('x.source', 'x._record_id')} AS profile_id, x.* EXCLUDE (_sig)
+        SELECT {_profile("x.source", "x._record_id")} AS profile_id, x.* EXCLUDE (_sig)
         FROM (SELECT e.*, hash({EVENT_IDS}) AS _sig, {EVENT_RECORD_ID} AS _record_id FROM events e) x
         LEFT JOIN identity_sigs s ON s.sig = x._sig
         LEFT JOIN identity_nodes n ON n.node = s.anchor
@@ -54,7 +54,7 @@ def profile_events_sql(store: Store) -> str | None:
 
 def records_with_profile_sql() -> str:
     return f"""
-        SELECT {_profile('x.source', 'x.record_id')} AS profile_id, x.* EXCLUDE (_sig)
+        SELECT {_profile("x.source", "x.record_id")} AS profile_id, x.* EXCLUDE (_sig)
         FROM (SELECT r.*, hash(coalesce(r.identifiers, {EMPTY_IDS})) AS _sig FROM ({CURRENT_RECORDS}) r) x
         LEFT JOIN identity_sigs s ON s.sig = x._sig
         LEFT JOIN identity_nodes n ON n.node = s.anchor
@@ -88,7 +88,7 @@ def identifiers_sql(store: Store) -> str | None:
         JOIN identity_nodes a ON a.node = s.anchor
         WHERE n.status = 'shared' AND a.profile_id IS NOT NULL
         UNION ALL
-        SELECT DISTINCT {loner_profile_id_sql('m.source', 'm.record_id')}, n.type, n.value, true
+        SELECT DISTINCT {loner_profile_id_sql("m.source", "m.record_id")}, n.type, n.value, true
         FROM (SELECT source, record_id, hash(ids) AS sig FROM ({members_sql()})) m
         JOIN identity_sigs s ON s.sig = m.sig AND s.anchor IS NULL
         JOIN identity_sig_nodes sn ON sn.sig = s.sig

@@ -76,7 +76,9 @@ _JSON_KEYS = {
 
 
 def json_first(column: str, keys: tuple[str, ...]) -> str:
-    return "coalesce(" + ", ".join(f"json_extract_string({column}, '$.\"{k}\"')" for k in keys) + ")"
+    return (
+        "coalesce(" + ", ".join(f"json_extract_string({column}, '$.\"{k}\"')" for k in keys) + ")"
+    )
 
 
 def members_sql(person_only: bool = False) -> str:
@@ -137,7 +139,7 @@ def normalise_observations(cur: duckdb.DuckDBPyConnection, source_table: str, re
     cols = {k: json_first("person", keys) for k, keys in _JSON_KEYS.items()}
     raw = cur.execute(
         f"""
-        SELECT DISTINCT {cols['first']} AS f, {cols['last']} AS l, {cols['full']} AS n, {cols['dob']} AS d
+        SELECT DISTINCT {cols["first"]} AS f, {cols["last"]} AS l, {cols["full"]} AS n, {cols["dob"]} AS d
         FROM {source_table} WHERE person IS NOT NULL
         """
     ).fetchall()
@@ -158,7 +160,7 @@ def normalise_observations(cur: duckdb.DuckDBPyConnection, source_table: str, re
         f"""
         CREATE OR REPLACE TEMP TABLE _in_obs AS
         SELECT DISTINCT s.sig, m.first_name, m.last_name, m.birth_date
-        FROM (SELECT sig, {cols['first']} AS f, {cols['last']} AS l, {cols['full']} AS n, {cols['dob']} AS d
+        FROM (SELECT sig, {cols["first"]} AS f, {cols["last"]} AS l, {cols["full"]} AS n, {cols["dob"]} AS d
               FROM {source_table} WHERE person IS NOT NULL) s
         JOIN _obs_map m ON m.f IS NOT DISTINCT FROM s.f AND m.l IS NOT DISTINCT FROM s.l
                        AND m.n IS NOT DISTINCT FROM s.n AND m.d IS NOT DISTINCT FROM s.d
@@ -213,9 +215,7 @@ class Resolution:
         cur.register("_rules_arrow", self.rules.table(t for t in types if t != PREVIOUS_ID))
         cur.execute("CREATE OR REPLACE TEMP TABLE _rules AS SELECT * FROM _rules_arrow")
         cur.unregister("_rules_arrow")
-        cur.execute(
-            f"INSERT INTO _rules VALUES ({_lit(PREVIOUS_ID)}, 'id', 0, NULL, NULL, true)"
-        )
+        cur.execute(f"INSERT INTO _rules VALUES ({_lit(PREVIOUS_ID)}, 'id', 0, NULL, NULL, true)")
         cur.execute(
             r"""
             CREATE OR REPLACE TEMP TABLE _keyed AS
@@ -288,10 +288,15 @@ class Resolution:
     def _fill_cache(self) -> None:
         cur = self.cur
         fingerprint = self.normalizer.fingerprint()
-        row = cur.execute("SELECT value FROM identity_state WHERE key = 'norm_fingerprint'").fetchone()
+        row = cur.execute(
+            "SELECT value FROM identity_state WHERE key = 'norm_fingerprint'"
+        ).fetchone()
         if row is None or row[0] != fingerprint:
             cur.execute("DELETE FROM identity_norm")
-            cur.execute("INSERT OR REPLACE INTO identity_state VALUES ('norm_fingerprint', ?)", [fingerprint])
+            cur.execute(
+                "INSERT OR REPLACE INTO identity_state VALUES ('norm_fingerprint', ?)",
+                [fingerprint],
+            )
         missing = cur.execute(
             """
             SELECT DISTINCT kind, key FROM _keyed k
@@ -302,12 +307,14 @@ class Resolution:
         if not missing:
             return
         results = normalise_values(self.config, missing)
-        table = pa.table({
-            "kind": pa.array([m[0] for m in missing], pa.string()),
-            "raw": pa.array([m[1] for m in missing], pa.string()),
-            "value": pa.array([r[0] for r in results], pa.string()),
-            "status": pa.array([r[1] for r in results], pa.string()),
-        })
+        table = pa.table(
+            {
+                "kind": pa.array([m[0] for m in missing], pa.string()),
+                "raw": pa.array([m[1] for m in missing], pa.string()),
+                "value": pa.array([r[0] for r in results], pa.string()),
+                "status": pa.array([r[1] for r in results], pa.string()),
+            }
+        )
         cur.register("_norm_new", table)
         cur.execute("INSERT INTO identity_norm SELECT kind, raw, value, status FROM _norm_new")
         cur.unregister("_norm_new")
@@ -322,10 +329,15 @@ class Resolution:
             pairs.update((t, v.strip().lower()) for v in values)
         del n
         pairs_l = sorted(pairs)
-        self.cur.register("_blocked_arrow", pa.table({
-            "type": pa.array([p[0] for p in pairs_l], pa.string()),
-            "value": pa.array([p[1] for p in pairs_l], pa.string()),
-        }))
+        self.cur.register(
+            "_blocked_arrow",
+            pa.table(
+                {
+                    "type": pa.array([p[0] for p in pairs_l], pa.string()),
+                    "value": pa.array([p[1] for p in pairs_l], pa.string()),
+                }
+            ),
+        )
         self.cur.execute("CREATE OR REPLACE TEMP TABLE _blocked AS SELECT * FROM _blocked_arrow")
         self.cur.unregister("_blocked_arrow")
 
@@ -440,8 +452,14 @@ class Resolution:
         from scipy.sparse.csgraph import connected_components
 
         cur = self.cur
-        nodes = cur.execute("SELECT node FROM _nodes ORDER BY node").fetchnumpy()["node"].astype(np.int64)
-        edges = cur.execute("SELECT a, b FROM _links UNION ALL SELECT a, b FROM _plinks").fetchnumpy()
+        nodes = (
+            cur.execute("SELECT node FROM _nodes ORDER BY node")
+            .fetchnumpy()["node"]
+            .astype(np.int64)
+        )
+        edges = cur.execute(
+            "SELECT a, b FROM _links UNION ALL SELECT a, b FROM _plinks"
+        ).fetchnumpy()
         a = np.asarray(edges["a"], dtype=np.int64)
         b = np.asarray(edges["b"], dtype=np.int64)
         n = len(nodes)
@@ -485,18 +503,27 @@ class Resolution:
                 """
             ).fetchall()
             for c, names, dobs in rows:
-                if conf.first_name and names and not resolver.names_all_compatible(tuple(x) for x in names):
-                    dirty.add(c)
-                elif conf.birth_date and dobs and not resolver.dobs_all_compatible(dobs):
+                names_clash = (
+                    conf.first_name
+                    and names
+                    and not resolver.names_all_compatible(tuple(x) for x in names)
+                )
+                dobs_clash = conf.birth_date and dobs and not resolver.dobs_all_compatible(dobs)
+                if names_clash or dobs_clash:
                     dirty.add(c)
         tags = self._never_merge_tags(never)
         if tags:
             flat = [(node, pair, side) for node, ts in tags.items() for pair, side in ts]
-            cur.register("_tag_arrow", pa.table({
-                "node": pa.array([f[0] for f in flat], pa.int64()),
-                "pair": pa.array([f[1] for f in flat], pa.int64()),
-                "side": pa.array([f[2] for f in flat], pa.int64()),
-            }))
+            cur.register(
+                "_tag_arrow",
+                pa.table(
+                    {
+                        "node": pa.array([f[0] for f in flat], pa.int64()),
+                        "pair": pa.array([f[1] for f in flat], pa.int64()),
+                        "side": pa.array([f[2] for f in flat], pa.int64()),
+                    }
+                ),
+            )
             for (c,) in cur.execute(
                 "SELECT c.comp FROM _tag_arrow t JOIN _comp c USING (node) GROUP BY c.comp, t.pair "
                 "HAVING count(DISTINCT t.side) > 1"
@@ -515,12 +542,17 @@ class Resolution:
         for pair_id, side_a, side_b in never:
             for side, idents in ((0, side_a), (1, side_b)):
                 rows.extend((pair_id, side, t, v) for t, v in idents)
-        self.cur.register("_never_arrow", pa.table({
-            "pair": pa.array([r[0] for r in rows], pa.int64()),
-            "side": pa.array([r[1] for r in rows], pa.int64()),
-            "type": pa.array([r[2] for r in rows], pa.string()),
-            "value": pa.array([r[3] for r in rows], pa.string()),
-        }))
+        self.cur.register(
+            "_never_arrow",
+            pa.table(
+                {
+                    "pair": pa.array([r[0] for r in rows], pa.int64()),
+                    "side": pa.array([r[1] for r in rows], pa.int64()),
+                    "type": pa.array([r[2] for r in rows], pa.string()),
+                    "value": pa.array([r[3] for r in rows], pa.string()),
+                }
+            ),
+        )
         found = self.cur.execute(
             "SELECT n.node, t.pair, t.side FROM _never_arrow t JOIN _nodes n USING (type, value) ORDER BY ALL"
         ).fetchall()
@@ -566,7 +598,9 @@ class Resolution:
             FROM _in_obs o JOIN _anchor a USING (sig) JOIN _comp c ON c.node = a.anchor JOIN _dirty USING (comp)
             """
         ).fetchall()
-        limits = {r.type: r.max_per_profile for r in self.rules.all() if r.max_per_profile is not None}
+        limits = {
+            r.type: r.max_per_profile for r in self.rules.all() if r.max_per_profile is not None
+        }
         by_comp_nodes: dict[int, dict[int, tuple[str, int]]] = {}
         for comp, node, node_type, priority, is_shared in node_rows:
             if not is_shared:
@@ -595,10 +629,15 @@ class Resolution:
             roots.extend(out.root.items())
             shared.extend(out.shared)
             refused.extend((e.a, e.b, e.kind, why) for e, why in out.refused)
-        cur.register("_groot_arrow", pa.table({
-            "node": pa.array([r[0] for r in roots], pa.int64()),
-            "root": pa.array([r[1] for r in roots], pa.int64()),
-        }))
+        cur.register(
+            "_groot_arrow",
+            pa.table(
+                {
+                    "node": pa.array([r[0] for r in roots], pa.int64()),
+                    "root": pa.array([r[1] for r in roots], pa.int64()),
+                }
+            ),
+        )
         cur.execute("INSERT INTO _groot SELECT * FROM _groot_arrow")
         cur.unregister("_groot_arrow")
         if shared:
@@ -606,12 +645,17 @@ class Resolution:
             cur.execute("INSERT INTO _gshared SELECT * FROM _gs_arrow")
             cur.unregister("_gs_arrow")
         if refused:
-            cur.register("_gr_arrow", pa.table({
-                "a": pa.array([r[0] for r in refused], pa.int64()),
-                "b": pa.array([r[1] for r in refused], pa.int64()),
-                "kind": pa.array([r[2] for r in refused], pa.string()),
-                "refused_by": pa.array([r[3] for r in refused], pa.string()),
-            }))
+            cur.register(
+                "_gr_arrow",
+                pa.table(
+                    {
+                        "a": pa.array([r[0] for r in refused], pa.int64()),
+                        "b": pa.array([r[1] for r in refused], pa.int64()),
+                        "kind": pa.array([r[2] for r in refused], pa.string()),
+                        "refused_by": pa.array([r[3] for r in refused], pa.string()),
+                    }
+                ),
+            )
             cur.execute("INSERT INTO _grefused SELECT * FROM _gr_arrow")
             cur.unregister("_gr_arrow")
 
@@ -636,7 +680,9 @@ class Resolution:
             """
         )
         # count-shared nodes link nothing, so they are not part of any component
-        cur.execute("UPDATE _out_nodes SET component = NULL WHERE node IN (SELECT node FROM _shared)")
+        cur.execute(
+            "UPDATE _out_nodes SET component = NULL WHERE node IN (SELECT node FROM _shared)"
+        )
         cur.execute(
             "CREATE OR REPLACE TEMP TABLE _out_sig_nodes AS SELECT DISTINCT sig, node FROM _snl"
         )
@@ -717,7 +763,9 @@ def _normalise_chunk(args: tuple[dict, list[tuple[str, str]]]) -> list[tuple[str
     return out
 
 
-def normalise_values(config: IdentityConfig, items: list[tuple[str, str]]) -> list[tuple[str | None, str]]:
+def normalise_values(
+    config: IdentityConfig, items: list[tuple[str, str]]
+) -> list[tuple[str | None, str]]:
     """Normalise (kind, key) pairs; in 2 processes when there are many."""
     if len(items) < 200_000:
         return _normalise_chunk((config.model_dump(), items))
@@ -726,11 +774,18 @@ def normalise_values(config: IdentityConfig, items: list[tuple[str, str]]) -> li
 
     workers = max(1, min(os.cpu_count() or 1, 4))
     size = (len(items) + workers * 4 - 1) // (workers * 4)
-    chunks = [(config.model_dump(), items[i:i + size]) for i in range(0, len(items), size)]
+    chunks = [(config.model_dump(), items[i : i + size]) for i in range(0, len(items), size)]
     ctx = mp.get_context("spawn")
     with ctx.Pool(workers) as pool:
         parts = pool.map(_normalise_chunk, chunks)
     return [r for part in parts for r in part]
 
 
-__all__ = ["BLOCKED", "EDGES_SELECT", "Resolution", "RunStats", "members_sql", "normalise_observations"]
+__all__ = [
+    "BLOCKED",
+    "EDGES_SELECT",
+    "Resolution",
+    "RunStats",
+    "members_sql",
+    "normalise_observations",
+]

@@ -80,7 +80,11 @@ def assign(cur: duckdb.DuckDBPyConnection, scope_profiles: list[str] | None) -> 
         pid: (status, (ts or datetime.max, src or "", rid or ""))
         for pid, status, ts, src, rid in cur.execute(
             "SELECT profile_id, status, first_ts, first_source, first_record_id FROM identity_profiles"
-            + ("" if scope_profiles is None else " WHERE profile_id IN (SELECT profile_id FROM _scope_profiles)")
+            + (
+                ""
+                if scope_profiles is None
+                else " WHERE profile_id IN (SELECT profile_id FROM _scope_profiles)"
+            )
         ).fetchall()
     }
     out = Assignment()
@@ -115,8 +119,13 @@ def assign(cur: duckdb.DuckDBPyConnection, scope_profiles: list[str] | None) -> 
 
     for cluster in unhomed:
         revived = next(
-            (o for o, _ in sorted(origins.get(cluster, Counter()).items(), key=lambda kv: (-kv[1], kv[0]))
-             if free(o)),
+            (
+                o
+                for o, _ in sorted(
+                    origins.get(cluster, Counter()).items(), key=lambda kv: (-kv[1], kv[0])
+                )
+                if free(o)
+            ),
             None,
         )
         if revived is not None:
@@ -156,16 +165,26 @@ def _statuses(cur, ids: set[str]) -> dict[str, str]:
     return dict(rows)
 
 
-def apply(cur: duckdb.DuckDBPyConnection, assignment: Assignment, origin: str, now: datetime,
-          everything: bool = False) -> None:
+def apply(
+    cur: duckdb.DuckDBPyConnection,
+    assignment: Assignment,
+    origin: str,
+    now: datetime,
+    everything: bool = False,
+) -> None:
     """Create `_out_nodes2` (with profile ids), update `identity_profiles`, write the journal.
     `everything`: this resolution covers the whole graph (active profiles not assigned are
     retired)."""
     items = sorted(assignment.cluster_ids.items())
-    cur.register("_assign_arrow", pa.table({
-        "cluster": pa.array([c for c, _ in items], pa.int64()),
-        "profile_id": pa.array([p for _, p in items], pa.string()),
-    }))
+    cur.register(
+        "_assign_arrow",
+        pa.table(
+            {
+                "cluster": pa.array([c for c, _ in items], pa.int64()),
+                "profile_id": pa.array([p for _, p in items], pa.string()),
+            }
+        ),
+    )
     cur.execute("CREATE OR REPLACE TEMP TABLE _assign AS SELECT * FROM _assign_arrow")
     cur.unregister("_assign_arrow")
     cur.execute(
@@ -190,17 +209,26 @@ def apply(cur: duckdb.DuckDBPyConnection, assignment: Assignment, origin: str, n
         """
     ).fetchall()
     rows = [(pid, "active", None, now, now, ts, src, rid) for pid, ts, src, rid in keys]
-    cur.register("_prof_arrow", pa.table({
-        "profile_id": pa.array([r[0] for r in rows], pa.string()),
-        "status": pa.array([r[1] for r in rows], pa.string()),
-        "merged_into": pa.array([r[2] for r in rows], pa.string()),
-        "created_at": pa.array([r[3] for r in rows], pa.timestamp("us")),
-        "updated_at": pa.array([r[4] for r in rows], pa.timestamp("us")),
-        "first_ts": pa.array([r[5] for r in rows], pa.timestamp("us")),
-        "first_source": pa.array([r[6] for r in rows], pa.string()),
-        "first_record_id": pa.array([r[7] for r in rows], pa.string()),
-    }))
-    changed = {p for p, _ in assignment.created} | {p for p, _ in assignment.revived} | {m[0] for m in assignment.merges}
+    cur.register(
+        "_prof_arrow",
+        pa.table(
+            {
+                "profile_id": pa.array([r[0] for r in rows], pa.string()),
+                "status": pa.array([r[1] for r in rows], pa.string()),
+                "merged_into": pa.array([r[2] for r in rows], pa.string()),
+                "created_at": pa.array([r[3] for r in rows], pa.timestamp("us")),
+                "updated_at": pa.array([r[4] for r in rows], pa.timestamp("us")),
+                "first_ts": pa.array([r[5] for r in rows], pa.timestamp("us")),
+                "first_source": pa.array([r[6] for r in rows], pa.string()),
+                "first_record_id": pa.array([r[7] for r in rows], pa.string()),
+            }
+        ),
+    )
+    changed = (
+        {p for p, _ in assignment.created}
+        | {p for p, _ in assignment.revived}
+        | {m[0] for m in assignment.merges}
+    )
     cur.register("_changed_arrow", pa.table({"profile_id": pa.array(sorted(changed), pa.string())}))
     # existing active profiles keep created_at and first member; revived ones become active
     cur.execute(
@@ -302,8 +330,12 @@ def _journal_merges(cur, assignment: Assignment, origin: str, now: datetime) -> 
         if link is None:  # joined through identifiers new in this run
             link = next((e for e in edges if e[0] == cluster and absorbed in (e[5], e[6])), None)
         evidence = {
-            "absorbed_identifiers": by_profile.get((cluster, absorbed), [])[:MAX_EVIDENCE_IDENTIFIERS],
-            "survivor_identifiers": by_profile.get((cluster, survivor), [])[:MAX_EVIDENCE_IDENTIFIERS],
+            "absorbed_identifiers": by_profile.get((cluster, absorbed), [])[
+                :MAX_EVIDENCE_IDENTIFIERS
+            ],
+            "survivor_identifiers": by_profile.get((cluster, survivor), [])[
+                :MAX_EVIDENCE_IDENTIFIERS
+            ],
         }
         rule = "identifier"
         if link is not None:

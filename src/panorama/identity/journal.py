@@ -13,6 +13,7 @@ what hangs on it, is kept apart from the profile's most trusted identifiers.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import orjson
@@ -67,7 +68,9 @@ def split_merge(store: Store, project: Project, journal_id: int) -> SplitResult:
         [journal_id],
     ).fetchone()
     if row is None:
-        raise SplitError(f"no journal entry {journal_id}; `panorama profile history ID` lists a profile's merges")
+        raise SplitError(
+            f"no journal entry {journal_id}; `panorama profile history ID` lists a profile's merges"
+        )
     action, survivor, absorbed, evidence_text, undone_by = row
     if action != "merge":
         raise SplitError(f"journal entry {journal_id} is a {action}, not a merge")
@@ -88,23 +91,30 @@ def split_merge(store: Store, project: Project, journal_id: int) -> SplitResult:
     side_m -= both
     side_s -= both
     if not side_m or not side_s:
-        raise SplitError(f"merge {journal_id}: the two sides share every identifier; nothing to split")
+        raise SplitError(
+            f"merge {journal_id}: the two sides share every identifier; nothing to split"
+        )
     current = _current(store, survivor)
     return _split(store, project, current, absorbed, sorted(side_m), sorted(side_s),
                   f"undo merge {journal_id}", journal_id)  # fmt: skip
 
 
-def split_identifier(store: Store, project: Project, profile_id: str, identifier: str) -> SplitResult:
+def split_identifier(
+    store: Store, project: Project, profile_id: str, identifier: str
+) -> SplitResult:
     """Split off the part of a profile that holds `identifier` ('type:value')."""
     _require_unified(store)
     kind, sep, value = identifier.partition(":")
     if not sep or not kind or not value:
-        raise SplitError(f"identifier {identifier!r}: write it as type:value, e.g. email:ann@example.com")
+        raise SplitError(
+            f"identifier {identifier!r}: write it as type:value, e.g. email:ann@example.com"
+        )
     normalised, status = Normalizer(project.config.identity).identifier(kind, value)
     value = normalised or value.strip()
     current = _current(store, profile_id)
     nodes = store.execute(
-        "SELECT type, value FROM identity_nodes WHERE profile_id = ? AND status = 'linked'", [current]
+        "SELECT type, value FROM identity_nodes WHERE profile_id = ? AND status = 'linked'",
+        [current],
     ).fetchall()
     if (kind, value) not in nodes:
         raise SplitError(f"{kind}:{value} is not a linked identifier of profile {current}")
@@ -152,7 +162,13 @@ def _split(store: Store, project: Project, current: str, restore: str | None, si
                 [restore, current],
             )
             tx.unregister("_split_side")
-        change = recompute(tx, project.config, "admin", now, seed_profiles=[current] + ([restore] if restore else []))
+        change = recompute(
+            tx,
+            project.config,
+            "admin",
+            now,
+            seed_profiles=[current] + ([restore] if restore else []),
+        )
         after = tx.execute(
             "SELECT DISTINCT profile_id FROM identity_nodes WHERE (type, value) IN "
             "(SELECT (x.type, x.value) FROM (SELECT unnest(a_identifiers) AS x FROM identity_never_merge WHERE id = ?))"
@@ -168,8 +184,12 @@ def _split(store: Store, project: Project, current: str, restore: str | None, si
             [now, current, split_off, reason, orjson.dumps(evidence).decode()],
         ).fetchone()[0]
         if journal_id is not None:
-            tx.execute("UPDATE identity_journal SET undone_by = ? WHERE id = ?", [entry, journal_id])
-    _refresh_traits(store, sorted(change.profiles | {current} | ({split_off} if split_off else set())))
+            tx.execute(
+                "UPDATE identity_journal SET undone_by = ? WHERE id = ?", [entry, journal_id]
+            )
+    _refresh_traits(
+        store, sorted(change.profiles | {current} | ({split_off} if split_off else set()))
+    )
     return SplitResult(entry, never_id, current, split_off, sorted(change.profiles))
 
 
@@ -178,7 +198,7 @@ def _refresh_traits(store: Store, profiles: list[str]) -> None:
         from panorama.traits.realtime import refresh_profiles
     except ModuleNotFoundError:  # pragma: no cover
         return
-    try:
+    with contextlib.suppress(
+        Exception
+    ):  # traits may not be computed yet; the next batch run rebuilds them
         refresh_profiles(store, profiles)
-    except Exception:  # traits may not be computed yet; the next batch run rebuilds them
-        pass

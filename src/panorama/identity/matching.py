@@ -16,6 +16,7 @@ Splink runs on its own in-memory DuckDB connection with a copy of the candidate 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass
 
@@ -67,7 +68,9 @@ MIN_RECORDS = 50  # fewer person records than this: nothing to estimate from
 
 
 def _json(keys: tuple[str, ...]) -> str:
-    return "coalesce(" + ", ".join(f"json_extract_string(attributes, '$.\"{k}\"')" for k in keys) + ")"
+    return (
+        "coalesce(" + ", ".join(f"json_extract_string(attributes, '$.\"{k}\"')" for k in keys) + ")"
+    )
 
 
 @dataclass
@@ -80,7 +83,9 @@ def candidates(cur: duckdb.DuckDBPyConnection, project: Project) -> Candidates:
     """The person-like records (with `_sn`, the normalised identifiers, from the resolution)."""
     settings = project.config.identity.splink
     region = project.config.identity.default_region
-    sources = settings.sources or [n for n, s in project.config.sources.items() if s.kind == "records"]
+    sources = settings.sources or [
+        n for n, s in project.config.sources.items() if s.kind == "records"
+    ]
     if not sources:
         return Candidates(pa.table({}), 0)
     names = ", ".join("'" + s.replace("'", "''") + "'" for s in sources)
@@ -93,8 +98,8 @@ def candidates(cur: duckdb.DuckDBPyConnection, project: Project) -> Candidates:
         f"""
         WITH r AS (
             SELECT source, record_id, hash(coalesce(identifiers, CAST([] AS STRUCT(type VARCHAR, value VARCHAR)[]))) AS sig,
-                   {cols['first']} AS f, {cols['last']} AS l, {cols['full']} AS n, {cols['dob']} AS d,
-                   {cols['postcode']} AS pc, {cols['address']} AS ad, {cols['city']} AS ci
+                   {cols["first"]} AS f, {cols["last"]} AS l, {cols["full"]} AS n, {cols["dob"]} AS d,
+                   {cols["postcode"]} AS pc, {cols["address"]} AS ad, {cols["city"]} AS ci
             FROM ({CURRENT_RECORDS}) WHERE source IN ({names}) AND attributes IS NOT NULL
         ),
         ids AS (
@@ -125,7 +130,9 @@ def candidates(cur: duckdb.DuckDBPyConnection, project: Project) -> Candidates:
                                             "email_local", "phone")}  # fmt: skip
     for k in range(len(compared)):
         out[f"id_{k}"] = []
-    for i, (source, record_id, sig, f, la, n, d, pc, ad, ci, email, phone, *extra) in enumerate(rows):
+    for i, (source, record_id, sig, f, la, n, d, pc, ad, ci, email, phone, *extra) in enumerate(
+        rows
+    ):
         first, last = first_name_key(f), last_name_key(la)
         if (first is None or last is None) and n:
             f2, l2 = split_full_name(n)
@@ -157,7 +164,9 @@ def candidates(cur: duckdb.DuckDBPyConnection, project: Project) -> Candidates:
         values = [None if any(out[p][i] is None for p in parts) else "\x1f".join(out[p][i] for p in parts)
                   for i in range(n)]  # fmt: skip
         counts = Counter(v for v in values if v is not None)
-        out[key] = [v if v is not None and counts[v] <= settings.max_block_size else None for v in values]
+        out[key] = [
+            v if v is not None and counts[v] <= settings.max_block_size else None for v in values
+        ]
     types = {"unique_id": pa.int64(), "sig": pa.uint64()}
     table = pa.table({k: pa.array(v, types.get(k, pa.string())) for k, v in out.items()})
     return Candidates(table, table.num_rows)
@@ -174,14 +183,22 @@ def settings_for(settings: SplinkSettings, region: str = "GB"):
             cll.NullLevel("first_name"),
             cll.ExactMatchLevel("first_name").configure(tf_adjustment_column="first_name"),
             cll.CustomLevel("first_canon_l = first_canon_r", "same name (nickname)"),
-            cll.CustomLevel("first_name_l = last_name_r AND last_name_l = first_name_r", "first and last swapped"),
+            cll.CustomLevel(
+                "first_name_l = last_name_r AND last_name_l = first_name_r",
+                "first and last swapped",
+            ),
             cll.DamerauLevenshteinLevel("first_name", 1),
-            cll.CustomLevel("jaro_winkler_similarity(first_name_l, last_name_r) >= 0.9 "
-                            "AND jaro_winkler_similarity(last_name_l, first_name_r) >= 0.9",
-                            "swapped, with a typo"),  # fmt: skip
+            cll.CustomLevel(
+                "jaro_winkler_similarity(first_name_l, last_name_r) >= 0.9 "
+                "AND jaro_winkler_similarity(last_name_l, first_name_r) >= 0.9",
+                "swapped, with a typo",
+            ),  # fmt: skip
             cll.JaroWinklerLevel("first_name", 0.88),
-            cll.CustomLevel("(length(first_name_l) = 1 OR length(first_name_r) = 1) "
-                            "AND substr(first_name_l, 1, 1) = substr(first_name_r, 1, 1)", "initial"),  # fmt: skip
+            cll.CustomLevel(
+                "(length(first_name_l) = 1 OR length(first_name_r) = 1) "
+                "AND substr(first_name_l, 1, 1) = substr(first_name_r, 1, 1)",
+                "initial",
+            ),  # fmt: skip
             cll.ElseLevel(),
         ],
     )
@@ -190,7 +207,10 @@ def settings_for(settings: SplinkSettings, region: str = "GB"):
         comparison_levels=[
             cll.NullLevel("last_name"),
             cll.ExactMatchLevel("last_name").configure(tf_adjustment_column="last_name"),
-            cll.CustomLevel("first_name_l = last_name_r AND last_name_l = first_name_r", "first and last swapped"),
+            cll.CustomLevel(
+                "first_name_l = last_name_r AND last_name_l = first_name_r",
+                "first and last swapped",
+            ),
             cll.DamerauLevenshteinLevel("last_name", 1),
             cll.JaroWinklerLevel("last_name", 0.88),
             cll.ElseLevel(),
@@ -201,9 +221,12 @@ def settings_for(settings: SplinkSettings, region: str = "GB"):
         comparison_levels=[
             cll.NullLevel("birth_date"),
             cll.ExactMatchLevel("birth_date"),
-            cll.CustomLevel("substr(birth_date_l, 1, 4) = substr(birth_date_r, 1, 4) "
-                            "AND substr(birth_date_l, 6, 2) = substr(birth_date_r, 9, 2) "
-                            "AND substr(birth_date_l, 9, 2) = substr(birth_date_r, 6, 2)", "day and month swapped"),
+            cll.CustomLevel(
+                "substr(birth_date_l, 1, 4) = substr(birth_date_r, 1, 4) "
+                "AND substr(birth_date_l, 6, 2) = substr(birth_date_r, 9, 2) "
+                "AND substr(birth_date_l, 9, 2) = substr(birth_date_r, 6, 2)",
+                "day and month swapped",
+            ),
             cll.DamerauLevenshteinLevel("birth_date", 1),
             cll.ElseLevel(),
         ],
@@ -219,28 +242,44 @@ def settings_for(settings: SplinkSettings, region: str = "GB"):
     )
     city = cl.CustomComparison(
         output_column_name="city",
-        comparison_levels=[cll.NullLevel("city"), cll.ExactMatchLevel("city"), cll.JaroWinklerLevel("city", 0.9),
-                           cll.ElseLevel()],  # fmt: skip
+        comparison_levels=[
+            cll.NullLevel("city"),
+            cll.ExactMatchLevel("city"),
+            cll.JaroWinklerLevel("city", 0.9),
+            cll.ElseLevel(),
+        ],  # fmt: skip
     )
     if region in ("GB", "GG", "JE", "IM"):
         postcode = cl.PostcodeComparison("postcode")
     else:
         postcode = cl.CustomComparison(
             output_column_name="postcode",
-            comparison_levels=[cll.NullLevel("postcode"), cll.ExactMatchLevel("postcode"),
-                               cll.DamerauLevenshteinLevel("postcode", 1), cll.ElseLevel()],  # fmt: skip
+            comparison_levels=[
+                cll.NullLevel("postcode"),
+                cll.ExactMatchLevel("postcode"),
+                cll.DamerauLevenshteinLevel("postcode", 1),
+                cll.ElseLevel(),
+            ],  # fmt: skip
         )
     phone = cl.CustomComparison(
         output_column_name="phone",
-        comparison_levels=[cll.NullLevel("phone"), cll.ExactMatchLevel("phone"),
-                           cll.DamerauLevenshteinLevel("phone", 1), cll.ElseLevel()],  # fmt: skip
+        comparison_levels=[
+            cll.NullLevel("phone"),
+            cll.ExactMatchLevel("phone"),
+            cll.DamerauLevenshteinLevel("phone", 1),
+            cll.ElseLevel(),
+        ],  # fmt: skip
     )
     identifiers = [
         cl.CustomComparison(
             output_column_name=f"id_{k}",
-            comparison_levels=[cll.NullLevel(f"id_{k}"), cll.ExactMatchLevel(f"id_{k}"),
-                               cll.DamerauLevenshteinLevel(f"id_{k}", 1), cll.DamerauLevenshteinLevel(f"id_{k}", 2),
-                               cll.ElseLevel()],  # fmt: skip
+            comparison_levels=[
+                cll.NullLevel(f"id_{k}"),
+                cll.ExactMatchLevel(f"id_{k}"),
+                cll.DamerauLevenshteinLevel(f"id_{k}", 1),
+                cll.DamerauLevenshteinLevel(f"id_{k}", 2),
+                cll.ElseLevel(),
+            ],  # fmt: skip
         )
         for k in range(len(settings.compare_identifiers))
     ]
@@ -250,8 +289,17 @@ def settings_for(settings: SplinkSettings, region: str = "GB"):
     return SettingsCreator(
         link_type="dedupe_only",
         unique_id_column_name="unique_id",
-        comparisons=[first, last, dob, postcode, address, city, cl.EmailComparison("email"), phone,
-                     *identifiers],  # fmt: skip
+        comparisons=[
+            first,
+            last,
+            dob,
+            postcode,
+            address,
+            city,
+            cl.EmailComparison("email"),
+            phone,
+            *identifiers,
+        ],  # fmt: skip
         blocking_rules_to_generate_predictions=list(blocking),
         retain_intermediate_calculation_columns=False,
         retain_matching_columns=False,
@@ -278,17 +326,26 @@ def train(table: pa.Table, settings: SplinkSettings, region: str = "GB") -> Mode
     linker = Linker(df, settings_for(settings, region), log_level=None)
     try:
         linker.training.estimate_probability_two_random_records_match(
-            [block_on("email"), block_on("phone"), block_on("first_canon", "last_name", "birth_date")], recall=0.7
+            [
+                block_on("email"),
+                block_on("phone"),
+                block_on("first_canon", "last_name", "birth_date"),
+            ],
+            recall=0.7,
         )
     except Exception as exc:  # no deterministic pairs to count: keep the default prior
         log.info("splink: prior not estimated (%s)", exc)
     prior = linker._settings_obj._probability_two_random_records_match
     if not 0 < prior < 1:  # no pair agreed on the deterministic rules
         linker._settings_obj._probability_two_random_records_match = 1e-4
-    linker.training.estimate_u_using_random_sampling(max_pairs=settings.max_pairs, seed=settings.seed)
+    linker.training.estimate_u_using_random_sampling(
+        max_pairs=settings.max_pairs, seed=settings.seed
+    )
     for rule in (block_on("bk_name_city"), block_on("bk_last_dob"), block_on("bk_postcode_first")):
         try:
-            linker.training.estimate_parameters_using_expectation_maximisation(rule, max_pairs=settings.max_pairs)
+            linker.training.estimate_parameters_using_expectation_maximisation(
+                rule, max_pairs=settings.max_pairs
+            )
         except Exception as exc:  # too few pairs under this rule to estimate from
             log.info("splink: EM under %s skipped (%s)", rule, exc)
     return Model(linker, con)
@@ -318,7 +375,10 @@ def _corroborated(people: pa.Table, pairs: pa.Table, fields: list[str]) -> pa.Ta
     """The pairs on which one of `fields` agrees (with `_row`: the pair's row in `pairs`)."""
     con = duckdb.connect()
     try:
-        con.register("people", people.select(["unique_id", "birth_date", "postcode", "address", "phone", "email"]))
+        con.register(
+            "people",
+            people.select(["unique_id", "birth_date", "postcode", "address", "phone", "email"]),
+        )
         con.register("pairs", pairs.select(["unique_id_l", "unique_id_r"]).append_column(
             "_row", pa.array(range(pairs.num_rows), pa.int64())))  # fmt: skip
         condition = " OR ".join(f"({_CORROBORATION[f]})" for f in fields)
@@ -342,17 +402,19 @@ def score_pairs(cur: duckdb.DuckDBPyConnection, project: Project) -> int:
     found = candidates(cur, project)
     if found.rows < MIN_RECORDS:
         return 0
+    model = None
     try:
         model = train(found.table, settings, project.config.identity.default_region)
         pairs = predict(model, settings.threshold)
-    except Exception as exc:  # a model that cannot be estimated must not stop the deterministic graph
+    except (
+        Exception
+    ) as exc:  # a model that cannot be estimated must not stop the deterministic graph
         log.warning("splink matching skipped: %s", exc)
         return 0
     finally:
-        try:
-            model.con.close()  # type: ignore[possibly-undefined]
-        except Exception:
-            pass
+        if model is not None:
+            with contextlib.suppress(Exception):
+                model.con.close()
     if pairs.num_rows == 0:
         return 0
     gammas = [c for c in pairs.column_names if c.startswith("gamma_")]
@@ -366,12 +428,17 @@ def score_pairs(cur: duckdb.DuckDBPyConnection, project: Project) -> int:
             return 0
         evidence = [evidence[i] for i in pairs.column("_row").to_pylist()]
     cur.register("_splink_people", found.table.select(["unique_id", "sig", "source", "record_id"]))
-    cur.register("_splink_pairs", pa.table({
-        "l": pairs.column("unique_id_l").cast(pa.int64()),
-        "r": pairs.column("unique_id_r").cast(pa.int64()),
-        "p": pairs.column("match_probability").cast(pa.float64()),
-        "evidence": pa.array(evidence, pa.string()),
-    }))
+    cur.register(
+        "_splink_pairs",
+        pa.table(
+            {
+                "l": pairs.column("unique_id_l").cast(pa.int64()),
+                "r": pairs.column("unique_id_r").cast(pa.int64()),
+                "p": pairs.column("match_probability").cast(pa.float64()),
+                "evidence": pa.array(evidence, pa.string()),
+            }
+        ),
+    )
     cur.execute(
         """
         INSERT INTO _in_splink

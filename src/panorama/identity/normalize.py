@@ -36,43 +36,170 @@ OK, INVALID, BLOCKED = "ok", "invalid", "blocked"
 # blocked values (junk typed by staff and users)
 
 DEFAULT_BLOCKED: dict[str, frozenset[str]] = {
-    "email": frozenset({
-        "test@test.com", "noemail@noemail.com", "none@none.com", "a@a.com", "no@email.com",
-        "noemail@email.com", "none@email.com", "test@example.com", "email@email.com",
-        "no@no.com", "na@na.com", "x@x.com", "abc@abc.com", "123@123.com", "nomail@nomail.com",
-        "donotreply@donotreply.com", "unknown@unknown.com", "null@null.com", "asdf@asdf.com",
-    }),
+    "email": frozenset(
+        {
+            "test@test.com",
+            "noemail@noemail.com",
+            "none@none.com",
+            "a@a.com",
+            "no@email.com",
+            "noemail@email.com",
+            "none@email.com",
+            "test@example.com",
+            "email@email.com",
+            "no@no.com",
+            "na@na.com",
+            "x@x.com",
+            "abc@abc.com",
+            "123@123.com",
+            "nomail@nomail.com",
+            "donotreply@donotreply.com",
+            "unknown@unknown.com",
+            "null@null.com",
+            "asdf@asdf.com",
+        }
+    ),
     "phone": frozenset(),  # phones are judged by pattern: see _junk_phone
-    "*": frozenset({
-        "unknown", "n/a", "na", "none", "null", "nil", "undefined", "test", "-", "--", "0", "-1",
-        "(none)", "(null)", "anonymous", "guest", "notprovided", "not provided", "no", "x", "xx",
-        "xxx", "00000000-0000-0000-0000-000000000000", "nan",
-    }),
+    "*": frozenset(
+        {
+            "unknown",
+            "n/a",
+            "na",
+            "none",
+            "null",
+            "nil",
+            "undefined",
+            "test",
+            "-",
+            "--",
+            "0",
+            "-1",
+            "(none)",
+            "(null)",
+            "anonymous",
+            "guest",
+            "notprovided",
+            "not provided",
+            "no",
+            "x",
+            "xx",
+            "xxx",
+            "00000000-0000-0000-0000-000000000000",
+            "nan",
+        }
+    ),
 }
-_JUNK_LOCAL_PARTS = frozenset({
-    "test", "noemail", "none", "noreply", "no-reply", "donotreply", "do-not-reply", "nobody",
-    "unknown", "null", "na", "n/a", "nomail", "invalid", "fake", "dummy", "asdf", "no",
-    "notprovided", "noone", "nil",
-})
-_JUNK_DOMAINS = frozenset({
-    "test.com", "example.com", "example.org", "example.net", "noemail.com", "none.com",
-    "nomail.com", "invalid.com", "test.test", "mailinator.com", "donotreply.com",
-})
+_JUNK_LOCAL_PARTS = frozenset(
+    {
+        "test",
+        "noemail",
+        "none",
+        "noreply",
+        "no-reply",
+        "donotreply",
+        "do-not-reply",
+        "nobody",
+        "unknown",
+        "null",
+        "na",
+        "n/a",
+        "nomail",
+        "invalid",
+        "fake",
+        "dummy",
+        "asdf",
+        "no",
+        "notprovided",
+        "noone",
+        "nil",
+    }
+)
+_JUNK_DOMAINS = frozenset(
+    {
+        "test.com",
+        "example.com",
+        "example.org",
+        "example.net",
+        "noemail.com",
+        "none.com",
+        "nomail.com",
+        "invalid.com",
+        "test.test",
+        "mailinator.com",
+        "donotreply.com",
+    }
+)
 
 # Well-known consumer mail domains: a domain one edit away from exactly one of these (and
 # not itself listed) is taken as a typo of it.
-KNOWN_DOMAINS = frozenset({
-    "gmail.com", "googlemail.com", "hotmail.com", "hotmail.co.uk", "hotmail.fr", "hotmail.de",
-    "hotmail.it", "hotmail.es", "outlook.com", "outlook.fr", "outlook.de", "live.com",
-    "live.co.uk", "live.fr", "msn.com", "yahoo.com", "yahoo.co.uk", "yahoo.fr", "yahoo.de",
-    "yahoo.es", "yahoo.it", "ymail.com", "rocketmail.com", "icloud.com", "me.com", "mac.com",
-    "aol.com", "aol.co.uk", "btinternet.com", "sky.com", "virginmedia.com", "talktalk.net",
-    "ntlworld.com", "blueyonder.co.uk", "tiscali.co.uk", "protonmail.com", "proton.me",
-    "pm.me", "gmx.com", "gmx.de", "gmx.net", "web.de", "mail.com", "email.com", "comcast.net",
-    "verizon.net", "att.net", "sbcglobal.net", "orange.fr", "free.fr", "laposte.net",
-    "wanadoo.fr", "libero.it", "fastmail.com", "zoho.com", "yandex.com", "yandex.ru",
-    "mail.ru", "qq.com", "163.com", "126.com", "naver.com", "hey.com", "tutanota.com",
-})
+KNOWN_DOMAINS = frozenset(
+    {
+        "gmail.com",
+        "googlemail.com",
+        "hotmail.com",
+        "hotmail.co.uk",
+        "hotmail.fr",
+        "hotmail.de",
+        "hotmail.it",
+        "hotmail.es",
+        "outlook.com",
+        "outlook.fr",
+        "outlook.de",
+        "live.com",
+        "live.co.uk",
+        "live.fr",
+        "msn.com",
+        "yahoo.com",
+        "yahoo.co.uk",
+        "yahoo.fr",
+        "yahoo.de",
+        "yahoo.es",
+        "yahoo.it",
+        "ymail.com",
+        "rocketmail.com",
+        "icloud.com",
+        "me.com",
+        "mac.com",
+        "aol.com",
+        "aol.co.uk",
+        "btinternet.com",
+        "sky.com",
+        "virginmedia.com",
+        "talktalk.net",
+        "ntlworld.com",
+        "blueyonder.co.uk",
+        "tiscali.co.uk",
+        "protonmail.com",
+        "proton.me",
+        "pm.me",
+        "gmx.com",
+        "gmx.de",
+        "gmx.net",
+        "web.de",
+        "mail.com",
+        "email.com",
+        "comcast.net",
+        "verizon.net",
+        "att.net",
+        "sbcglobal.net",
+        "orange.fr",
+        "free.fr",
+        "laposte.net",
+        "wanadoo.fr",
+        "libero.it",
+        "fastmail.com",
+        "zoho.com",
+        "yandex.com",
+        "yandex.ru",
+        "mail.ru",
+        "qq.com",
+        "163.com",
+        "126.com",
+        "naver.com",
+        "hey.com",
+        "tutanota.com",
+    }
+)
 
 
 def _dl1(a: str, b: str) -> bool:
@@ -87,14 +214,19 @@ def _dl1(a: str, b: str) -> bool:
         diff = [i for i in range(la) if a[i] != b[i]]
         if len(diff) == 1:
             return True
-        return len(diff) == 2 and diff[1] == diff[0] + 1 and a[diff[0]] == b[diff[1]] and a[diff[1]] == b[diff[0]]
+        return (
+            len(diff) == 2
+            and diff[1] == diff[0] + 1
+            and a[diff[0]] == b[diff[1]]
+            and a[diff[1]] == b[diff[0]]
+        )
     if la > lb:
         a, b = b, a
     # b is a with one character inserted
     i = 0
     while i < len(a) and a[i] == b[i]:
         i += 1
-    return a[i:] == b[i + 1:]
+    return a[i:] == b[i + 1 :]
 
 
 def damerau_levenshtein(a: str, b: str) -> int:
@@ -138,7 +270,9 @@ def kind_of(identifier_type: str, config: IdentityConfig | None = None) -> str:
     name = identifier_type.lower()
     if name == "email" or name.endswith("_email") or name.startswith("email_"):
         return "email"
-    if name in ("phone", "mobile", "landline", "telephone", "tel") or name.endswith(("_phone", "_mobile")):
+    if name in ("phone", "mobile", "landline", "telephone", "tel") or name.endswith(
+        ("_phone", "_mobile")
+    ):
         return "phone"
     return "id"
 
@@ -160,7 +294,9 @@ class Normalizer:
         if c.default_blocklist:
             for kind, values in DEFAULT_BLOCKED.items():
                 blocked.setdefault(kind, set()).update(values)
-        self._blocked_by_type = {t: {v.strip().lower() for v in vs} for t, vs in c.blocked_values.items()}
+        self._blocked_by_type = {
+            t: {v.strip().lower() for v in vs} for t, vs in c.blocked_values.items()
+        }
         self._blocked_default = {k: frozenset(v) for k, v in blocked.items()}
 
     def fingerprint(self) -> str:
@@ -199,7 +335,9 @@ class Normalizer:
         return value, BLOCKED if self._junk_email(value, local, domain) else OK
 
     def _junk_email(self, value: str, local: str, domain: str) -> bool:
-        if value in self._blocked_default.get("email", ()) or value in self._blocked_default.get("*", ()):
+        if value in self._blocked_default.get("email", ()) or value in self._blocked_default.get(
+            "*", ()
+        ):
             return True
         if not self.config.default_blocklist:
             return False
@@ -254,9 +392,13 @@ class Normalizer:
 
     def is_blocked(self, identifier_type: str, value: str) -> bool:
         low = value.lower()
-        if low in self._blocked_by_type.get(identifier_type, ()) or low in self._blocked_by_type.get("*", ()):
+        if low in self._blocked_by_type.get(
+            identifier_type, ()
+        ) or low in self._blocked_by_type.get("*", ()):
             return True
-        return low in self._blocked_default.get(identifier_type, ()) or low in self._blocked_default.get("*", ())
+        return low in self._blocked_default.get(
+            identifier_type, ()
+        ) or low in self._blocked_default.get("*", ())
 
 
 _SPACES = re.compile(r"\s+")
@@ -292,11 +434,36 @@ def _junk_phone(national: str, raw: str) -> bool:
 # --------------------------------------------------------------------------------------
 # names
 
-_TITLES = frozenset({
-    "mr", "mrs", "ms", "miss", "mx", "dr", "prof", "professor", "sir", "dame", "rev", "revd",
-    "lord", "lady", "master", "madam", "mme", "mlle", "herr", "frau", "fr", "capt", "col",
-})
-_SUFFIXES = frozenset({"jr", "jnr", "sr", "snr", "ii", "iii", "iv", "phd", "md", "esq", "obe", "mbe"})
+_TITLES = frozenset(
+    {
+        "mr",
+        "mrs",
+        "ms",
+        "miss",
+        "mx",
+        "dr",
+        "prof",
+        "professor",
+        "sir",
+        "dame",
+        "rev",
+        "revd",
+        "lord",
+        "lady",
+        "master",
+        "madam",
+        "mme",
+        "mlle",
+        "herr",
+        "frau",
+        "fr",
+        "capt",
+        "col",
+    }
+)
+_SUFFIXES = frozenset(
+    {"jr", "jnr", "sr", "snr", "ii", "iii", "iv", "phd", "md", "esq", "obe", "mbe"}
+)
 _NON_LETTER = re.compile(r"[^a-z ]+")
 
 
@@ -352,7 +519,11 @@ def last_name_key(raw: str | None) -> str | None:
 def nickname_groups() -> dict[str, frozenset[str]]:
     """name -> the formal names whose group it belongs to (a name may be in several)."""
     groups: dict[str, set[str]] = {}
-    with resources.files("panorama.identity").joinpath("data/nicknames.csv").open(encoding="utf-8") as f:
+    with (
+        resources.files("panorama.identity")
+        .joinpath("data/nicknames.csv")
+        .open(encoding="utf-8") as f
+    ):
         for row in csv.DictReader(f):
             formal = clean_name(row["group"])
             for name in [formal, *(clean_name(n) for n in row["names"].split())]:
@@ -387,7 +558,11 @@ def first_names_compatible(a: str, b: str) -> bool:
     if ga & gb:
         return True
     short, long_ = (a, b) if len(a) <= len(b) else (b, a)
-    if 3 <= len(short) <= 5 and len(long_) > len(short) and (long_.startswith(short) or long_.endswith(short)):
+    if (
+        3 <= len(short) <= 5
+        and len(long_) > len(short)
+        and (long_.startswith(short) or long_.endswith(short))
+    ):
         return True  # short forms: 'sam' / 'samuel', 'dan' / 'daniel', 'shell' / 'michelle'
     if min(len(a), len(b)) >= 4 and damerau_levenshtein(a, b) == 1:
         if len(a) == len(b) and sorted(a) == sorted(b):
@@ -423,9 +598,7 @@ def normalize_date(raw: str | None, region: str = "GB") -> str | None:
         return None
     text = str(raw).strip()
     y = m = d = None
-    if match := _ISO_DATE.match(text):
-        y, m, d = (int(g) for g in match.groups())
-    elif match := _COMPACT.match(text):
+    if match := _ISO_DATE.match(text) or _COMPACT.match(text):
         y, m, d = (int(g) for g in match.groups())
     elif match := _SLASH_DATE.match(text):
         first, second, y = (int(g) for g in match.groups())

@@ -28,9 +28,9 @@ import pyarrow as pa
 
 from panorama.config import ConfigError, Project, ProjectConfig, load_project
 from panorama.identity.graph import (
+    EDGES_SELECT,
     EVENT_IDS,
     EVENT_RECORD_ID,
-    EDGES_SELECT,
     FAR_FUTURE,
     Resolution,
     RunStats,
@@ -150,7 +150,9 @@ def install(project: Project | None = None) -> None:
 # ----------------------------------------------------------------------------------------
 
 
-def apply_events(store: Store, config: ProjectConfig, events: pa.Table, now: datetime | None = None) -> Change:
+def apply_events(
+    store: Store, config: ProjectConfig, events: pa.Table, now: datetime | None = None
+) -> Change:
     """Fold a batch of events (rows of the events table, already in the log) into the graph."""
     now = now or utcnow()
     cur = store.cursor()
@@ -268,7 +270,9 @@ def recompute(cur: duckdb.DuckDBPyConnection, config: ProjectConfig, origin: str
         )
         cur.unregister("_rt_seed_arrow")
     if seed_profiles:
-        cur.register("_rt_seedp_arrow", pa.table({"profile_id": pa.array(seed_profiles, pa.string())}))
+        cur.register(
+            "_rt_seedp_arrow", pa.table({"profile_id": pa.array(seed_profiles, pa.string())})
+        )
         cur.execute(
             """
             INSERT INTO _rt_comp
@@ -287,7 +291,9 @@ def recompute(cur: duckdb.DuckDBPyConnection, config: ProjectConfig, origin: str
     )
     if seed_sigs:
         cur.register("_rt_seed_arrow", pa.table({"sig": pa.array(seed_sigs, pa.uint64())}))
-        cur.execute("INSERT INTO _rt_known SELECT sig FROM _rt_seed_arrow WHERE sig NOT IN (SELECT sig FROM _rt_known)")
+        cur.execute(
+            "INSERT INTO _rt_known SELECT sig FROM _rt_seed_arrow WHERE sig NOT IN (SELECT sig FROM _rt_known)"
+        )
         cur.unregister("_rt_seed_arrow")
     cur.execute(
         """
@@ -307,7 +313,9 @@ def recompute(cur: duckdb.DuckDBPyConnection, config: ProjectConfig, origin: str
         """
     )
     if seed_profiles:
-        cur.register("_rt_seedp_arrow", pa.table({"profile_id": pa.array(seed_profiles, pa.string())}))
+        cur.register(
+            "_rt_seedp_arrow", pa.table({"profile_id": pa.array(seed_profiles, pa.string())})
+        )
         cur.execute("INSERT INTO _scope_profiles SELECT profile_id FROM _rt_seedp_arrow "
                     "WHERE profile_id NOT IN (SELECT profile_id FROM _scope_profiles)")  # fmt: skip
         cur.unregister("_rt_seedp_arrow")
@@ -320,7 +328,9 @@ def recompute(cur: duckdb.DuckDBPyConnection, config: ProjectConfig, origin: str
         """
     )
     if extra_obs:
-        cur.execute(f"INSERT INTO _in_obs SELECT sig, first_name, last_name, birth_date FROM {extra_obs}")
+        cur.execute(
+            f"INSERT INTO _in_obs SELECT sig, first_name, last_name, birth_date FROM {extra_obs}"
+        )
     cur.execute(
         """
         CREATE OR REPLACE TEMP TABLE _in_splink AS
@@ -338,7 +348,11 @@ def recompute(cur: duckdb.DuckDBPyConnection, config: ProjectConfig, origin: str
     _write_local(cur)
     change = Change(recomputed=True)
     change.merges = [(s, a) for s, a, _ in assignment.merges]
-    change.profiles = set(assignment.cluster_ids.values()) | {a for _, a in change.merges} | set(assignment.retired)
+    change.profiles = (
+        set(assignment.cluster_ids.values())
+        | {a for _, a in change.merges}
+        | set(assignment.retired)
+    )
     change.profiles |= set(scope)
     return change
 
@@ -359,7 +373,10 @@ def _write_local(cur: duckdb.DuckDBPyConnection) -> None:
     cur.execute("DELETE FROM identity_sig_nodes WHERE sig IN (SELECT sig FROM _out_sigs)")
     cur.execute("INSERT INTO identity_sig_nodes SELECT sig, node FROM _out_sig_nodes")
     cur.execute("DELETE FROM identity_observations WHERE sig IN (SELECT sig FROM _out_sigs)")
-    cur.execute("INSERT INTO identity_observations SELECT DISTINCT sig, first_name, last_name, birth_date FROM _in_obs")
-    cur.execute("DELETE FROM identity_edges WHERE a IN (SELECT node FROM _out_nodes2) OR b IN (SELECT node FROM _out_nodes2)")
+    cur.execute(
+        "INSERT INTO identity_observations SELECT DISTINCT sig, first_name, last_name, birth_date FROM _in_obs"
+    )
+    cur.execute(
+        "DELETE FROM identity_edges WHERE a IN (SELECT node FROM _out_nodes2) OR b IN (SELECT node FROM _out_nodes2)"
+    )
     cur.execute(f"INSERT INTO identity_edges {EDGES_SELECT}")
-

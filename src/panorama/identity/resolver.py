@@ -82,12 +82,12 @@ def tags_conflict(a: frozenset, b: frozenset) -> bool:
 
 def names_all_compatible(names: Iterable[tuple[str, str | None]]) -> bool:
     names = sorted(set(names), key=lambda n: (n[0], n[1] or ""))
-    return all(names_compatible(x, y) for i, x in enumerate(names) for y in names[i + 1:])
+    return all(names_compatible(x, y) for i, x in enumerate(names) for y in names[i + 1 :])
 
 
 def dobs_all_compatible(dobs: Iterable[str]) -> bool:
     dobs = sorted(set(dobs))
-    return all(dates_compatible(x, y) for i, x in enumerate(dobs) for y in dobs[i + 1:])
+    return all(dates_compatible(x, y) for i, x in enumerate(dobs) for y in dobs[i + 1 :])
 
 
 def resolve(
@@ -105,7 +105,11 @@ def resolve(
     max_per_profile; `tags`: node -> never-merge tags."""
     ordered = sorted(edges, key=lambda e: e.order)
     first = _run(nodes, ordered, names, dobs, limits, tags, check_names, check_dobs, set())
-    shared = {edge.b for edge, why in first.refused if why.startswith("conflict") and edge.kind == "identifier"}
+    shared = {
+        edge.b
+        for edge, why in first.refused
+        if why.startswith("conflict") and edge.kind == "identifier"
+    }
     if not shared:
         return first
     second = _run(nodes, ordered, names, dobs, limits, tags, check_names, check_dobs, shared)
@@ -113,7 +117,9 @@ def resolve(
     return second
 
 
-def _run(nodes, ordered, names, dobs, limits, tags, check_names, check_dobs, excluded: set[int]) -> Outcome:
+def _run(
+    nodes, ordered, names, dobs, limits, tags, check_names, check_dobs, excluded: set[int]
+) -> Outcome:
     parent: dict[int, int] = {}
     state: dict[int, _State] = {}
 

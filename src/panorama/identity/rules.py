@@ -78,11 +78,13 @@ class Rules:
         for t in types:
             self.rule(t)
         rules = self.all()
-        return pa.table({
-            "type": pa.array([r.type for r in rules], pa.string()),
-            "kind": pa.array([r.kind for r in rules], pa.string()),
-            "priority": pa.array([r.priority for r in rules], pa.int32()),
-            "max_per_profile": pa.array([r.max_per_profile for r in rules], pa.int32()),
-            "shared_threshold": pa.array([r.shared_threshold for r in rules], pa.int32()),
-            "link": pa.array([r.link for r in rules], pa.bool_()),
-        })
+        return pa.table(
+            {
+                "type": pa.array([r.type for r in rules], pa.string()),
+                "kind": pa.array([r.kind for r in rules], pa.string()),
+                "priority": pa.array([r.priority for r in rules], pa.int32()),
+                "max_per_profile": pa.array([r.max_per_profile for r in rules], pa.int32()),
+                "shared_threshold": pa.array([r.shared_threshold for r in rules], pa.int32()),
+                "link": pa.array([r.link for r in rules], pa.bool_()),
+            }
+        )

@@ -25,8 +25,13 @@ Progress = Callable[[str, int, int], None]
 
 
 def never_merge_pairs(cur: duckdb.DuckDBPyConnection) -> list[tuple[int, list, list]]:
-    rows = cur.execute("SELECT id, a_identifiers, b_identifiers FROM identity_never_merge ORDER BY id").fetchall()
-    return [(i, [(x["type"], x["value"]) for x in a], [(x["type"], x["value"]) for x in b]) for i, a, b in rows]
+    rows = cur.execute(
+        "SELECT id, a_identifiers, b_identifiers FROM identity_never_merge ORDER BY id"
+    ).fetchall()
+    return [
+        (i, [(x["type"], x["value"]) for x in a], [(x["type"], x["value"]) for x in b])
+        for i, a, b in rows
+    ]
 
 
 def unify(store: Store, project: Project, progress: Progress | None = None) -> RunStats:
@@ -63,10 +68,14 @@ def unify(store: Store, project: Project, progress: Progress | None = None) -> R
         )
         normalise_observations(cur, "_person", config.default_region)
         cur.execute("DROP TABLE _person")
-        stats.members, stats.sigs = cur.execute("SELECT sum(members), count(*) FROM _in_sigs").fetchone()
+        stats.members, stats.sigs = cur.execute(
+            "SELECT sum(members), count(*) FROM _in_sigs"
+        ).fetchone()
         timer.lap("read")
 
-        resolution = Resolution(cur, config, incremental=False, stats=stats, progress=progress, timer=timer)
+        resolution = Resolution(
+            cur, config, incremental=False, stats=stats, progress=progress, timer=timer
+        )
         resolution.normalise()
         resolution.nodes()
         step("probabilistic matching")
@@ -89,10 +98,17 @@ def unify(store: Store, project: Project, progress: Progress | None = None) -> R
         write_batch(cur)
         cur.execute(
             "INSERT OR REPLACE INTO identity_state VALUES ('last_unify', ?)",
-            [orjson.dumps({"at": now.isoformat(), "members": stats.members, "profiles": stats.profiles}).decode()],
+            [
+                orjson.dumps(
+                    {"at": now.isoformat(), "members": stats.members, "profiles": stats.profiles}
+                ).decode()
+            ],
         )
         # signatures are DuckDB hashes: a new DuckDB version needs a new `unify`
-        cur.execute("INSERT OR REPLACE INTO identity_state VALUES ('duckdb_version', ?)", [duckdb.__version__])
+        cur.execute(
+            "INSERT OR REPLACE INTO identity_state VALUES ('duckdb_version', ?)",
+            [duckdb.__version__],
+        )
         timer.lap("write")
     except BaseException:
         cur.execute("ROLLBACK")
