@@ -61,4 +61,48 @@ CREATE TABLE predict_scores (
 );
 """
 
+# One row per scored profile, a column per prediction (drivers and details as JSON text).
+# Light to import: the segment catalog exposes these columns before the first `panorama
+# predict` (NULL until then), so a segment over predictions is valid from the start.
+PROFILE_SCORES_SQL = """
+        SELECT profile_id,
+               max(value) FILTER (prediction = 'churn') AS churn_probability,
+               CAST(any_value(drivers) FILTER (prediction = 'churn') AS VARCHAR) AS churn_drivers,
+               max(value) FILTER (prediction = 'clv') AS predicted_clv,
+               CAST(any_value(drivers) FILTER (prediction = 'clv') AS VARCHAR) AS clv_drivers,
+               max(value) FILTER (prediction = 'subscription') AS subscription_churn_probability,
+               CAST(any_value(drivers) FILTER (prediction = 'subscription') AS VARCHAR)
+                   AS subscription_churn_drivers,
+               max(value) FILTER (prediction = 'upsell') AS upsell_probability,
+               CAST(any_value(drivers) FILTER (prediction = 'upsell') AS VARCHAR) AS upsell_drivers,
+               max(value) FILTER (prediction = 'cross_sell') AS cross_sell_probability,
+               CAST(any_value(details->'likely_new_categories') FILTER (prediction = 'cross_sell') AS VARCHAR)
+                   AS likely_new_categories,
+               CAST(any_value(drivers) FILTER (prediction = 'cross_sell') AS VARCHAR) AS cross_sell_drivers,
+               CAST(any_value(details->'categories') FILTER (prediction = 'next_purchase') AS VARCHAR)
+                   AS next_purchase_categories,
+               CAST(any_value(details->'products') FILTER (prediction = 'next_purchase') AS VARCHAR)
+                   AS next_purchase_products,
+               CAST(any_value(drivers) FILTER (prediction = 'next_purchase') AS VARCHAR) AS next_purchase_drivers,
+               any_value(label) FILTER (prediction = 'next_best_offer') AS next_best_offer,
+               max(value) FILTER (prediction = 'next_best_offer') AS next_best_offer_value,
+               max(CAST(details->>'probability' AS DOUBLE)) FILTER (prediction = 'next_best_offer')
+                   AS next_best_offer_probability,
+               CAST(any_value(drivers) FILTER (prediction = 'next_best_offer') AS VARCHAR) AS next_best_offer_drivers,
+               any_value(label) FILTER (prediction = 'preferred_channel') AS preferred_channel,
+               CAST(any_value(details->'channels') FILTER (prediction = 'preferred_channel') AS VARCHAR)
+                   AS channel_scores,
+               CAST(any_value(drivers) FILTER (prediction = 'preferred_channel') AS VARCHAR)
+                   AS preferred_channel_drivers,
+               max(value) FILTER (prediction = 'preferred_discount') AS preferred_discount,
+               CAST(any_value(drivers) FILTER (prediction = 'preferred_discount') AS VARCHAR)
+                   AS preferred_discount_drivers,
+               max(value) FILTER (prediction = 'nps') AS predicted_nps,
+               any_value(label) FILTER (prediction = 'nps') AS nps_class,
+               any_value(details->>'source') FILTER (prediction = 'nps') AS nps_source,
+               CAST(any_value(drivers) FILTER (prediction = 'nps') AS VARCHAR) AS nps_drivers,
+               max(as_of) AS predictions_as_of
+        FROM predict_scores GROUP BY profile_id
+"""
+
 MIGRATIONS: list[Migration] = [Migration(600, "predictions: model registry, runs, scores", _V600)]

@@ -3,8 +3,8 @@
 Sources of columns, in order of precedence when two define the same name:
 
 1. **traits** — the traits engineer's `profile_traits` table (computed traits, RFM, lifecycle);
-2. **predictions** — `panorama.predict.service.profile_scores_sql` (churn_probability,
-   predicted_clv, ...);
+2. **predictions** — `panorama.predict.schema.PROFILE_SCORES_SQL` (churn_probability,
+   predicted_clv, ...; NULL before the first `panorama predict`);
 3. **profile** — the golden record (`panorama.profiles.export.profiles_sql`); a JSON
    `attributes` column is expanded into one column per attribute key found in the data.
 
@@ -204,12 +204,10 @@ def build_catalog(store: Store) -> Catalog:
             traits_sql = custom(store) or traits_sql
         cols = {k: v for k, v in _describe(store, traits_sql).items() if k != "profile_id"}
         sources.append(Source("traits", traits_sql, cols))
-    scores_sql = None
-    # predictions, once `panorama predict` has written some (importing the module costs seconds)
-    if store.table_exists("predict_scores") and store.scalar("SELECT count(*) FROM (SELECT 1 FROM predict_scores LIMIT 1)"):
-        scores = _optional("panorama.predict.service", "profile_scores_sql")
-        scores_sql = scores(store) if scores is not None else None
-    if scores_sql:
+    # predictions: their columns exist from the start (NULL until `panorama predict` has run),
+    # so a segment such as "churn_probability > 0.7" is valid, and empty, before the first run
+    scores_sql = _optional("panorama.predict.schema", "PROFILE_SCORES_SQL")
+    if scores_sql and store.table_exists("predict_scores"):
         cols = {k: v for k, v in _describe(store, scores_sql).items() if k != "profile_id"}
         sources.append(Source("predictions", scores_sql, cols))
     if membership:
