@@ -36,8 +36,14 @@ from pathlib import Path
 
 import httpx
 
+from panorama.demo.project import add_segments
+
 PANORAMA = str(Path(sys.executable).parent / "panorama")
-SEGMENTS = 'segments:\n  buyers: "orders >= 1"\n  big: "revenue > 100"\n  lapsed: "days_since(last_seen_at) > 180"\n'
+SEGMENTS = {
+    "buyers": "orders >= 1",
+    "big": "revenue > 100",
+    "lapsed": "days_since(last_seen_at) > 180",
+}
 
 
 def free_port() -> int:
@@ -238,8 +244,7 @@ def main() -> None:
     t0 = time.monotonic()
     run("demo", "generate", str(project), "--customers", str(args.customers), "--seed", "5")
     if not args.no_segments:
-        with open(project / "panorama.yaml", "a") as f:
-            f.write(SEGMENTS)
+        add_segments(project / "panorama.yaml", SEGMENTS)
     for step in (
         ["ingest"],
         ["unify"],

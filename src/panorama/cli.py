@@ -291,7 +291,29 @@ def demo_run(
             console.print("[yellow]the web server is not part of this version yet; the pipeline is done.[/]")
             return
         _demo_access(directory)
-        serve_cmd(directory)
+        mailbox = _demo_mailbox(directory)
+        try:
+            serve_cmd(directory)
+        finally:
+            if mailbox is not None:
+                mailbox.stop()
+
+
+def _demo_mailbox(directory: Path):
+    """Start the local SMTP mailbox the demo's email destinations send to (DIR/mailbox/*.eml)."""
+    from panorama.demo.mailbox import start_mailbox
+    from panorama.demo.project import MAILBOX_PORT
+
+    try:
+        mailbox = start_mailbox(directory / "mailbox", MAILBOX_PORT)
+    except ImportError:  # aiosmtpd is not installed: the emails wait in the outbox and retry
+        console.print("[yellow]aiosmtpd is not installed: demo emails stay in the outbox[/]")
+        return None
+    except OSError as exc:
+        console.print(f"[yellow]demo mailbox not started (127.0.0.1:{MAILBOX_PORT}: {exc})[/]")
+        return None
+    console.print(f"demo emails (abandoned cart, sales alerts) are saved in {directory / 'mailbox'}/")
+    return mailbox
 
 
 def _demo_access(directory: Path) -> None:

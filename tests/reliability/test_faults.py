@@ -21,12 +21,17 @@ from pathlib import Path
 import pytest
 
 from panorama.config import load_project
+from panorama.demo.project import add_segments
 from panorama.store import open_store
 
 pytestmark = [pytest.mark.xdist_group("faults"), pytest.mark.slow]
 
 PANORAMA = str(Path(sys.executable).parent / "panorama")
-SEGMENTS = 'segments:\n  buyers: "orders >= 1"\n  big: "revenue > 100"\n  lapsed: "days_since(last_seen_at) > 180"\n'
+SEGMENTS = {
+    "buyers": "orders >= 1",
+    "big": "revenue > 100",
+    "lapsed": "days_since(last_seen_at) > 180",
+}
 
 
 def _run(
@@ -99,8 +104,7 @@ def stages(tmp_path_factory):
     generated = root / "generated"
     done, _ = _run_plain(["demo", "generate", str(generated), "--customers", "300", "--seed", "11"])
     assert done.returncode == 0, done.stderr
-    with open(generated / "panorama.yaml", "a") as f:
-        f.write(SEGMENTS)
+    add_segments(generated / "panorama.yaml", SEGMENTS)
     ingested = _copy(generated, root / "ingested")
     done, t_ingest = _run(ingested, "ingest")
     assert done.returncode == 0, done.stderr

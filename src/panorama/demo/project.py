@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import yaml
@@ -157,6 +158,7 @@ def config_text() -> str:
         parts.append(f"  # {DESCRIPTIONS[name]}\n")
         parts.append("".join(f"  {line}\n" for line in text.splitlines()))
     parts.append(OFFERS)
+    parts.append(ACTIVATION)
     return "".join(parts)
 
 
@@ -174,7 +176,95 @@ predictions:
 """
 
 
+# segments, triggers and destinations (docs/segments.md, docs/activation.md). The emails go to
+# the local mailbox `panorama demo run` starts (MAILBOX_PORT; messages saved in mailbox/).
+MAILBOX_PORT = 8025
+ACTIVATION = f"""
+segments:
+  prospect:
+    where: "NOT performed('Order Completed')"
+    description: known people who have not ordered yet
+  returning_buyer:
+    where: "performed('Order Completed') >= 2"
+    description: two orders or more
+  vip:
+    where: "predicted_clv > 300 OR loyalty_tier IN ('Gold', 'Platinum')"
+    description: the top tenth by predicted value, or a Gold/Platinum card
+  at_risk_vip:
+    where: "churn_probability > 0.6 AND predicted_clv > 150 AND lifecycle_stage IN ('at_risk', 'lapsed')"
+    description: valuable customers the churn model expects to lose
+  champions: "rfm_segment = 'Champions'"
+  unhappy: "nps_group = 'detractor' OR last_csat <= 2"
+  cart_abandoners:
+    where: "performed(['Product Added', 'Checkout Started'], within='1d') AND NOT performed('Order Completed', within='1d')"
+    recheck_every: 5m
+
+triggers:
+  abandoned_cart:                    # a basket not followed by an order: a personal discount
+    event: [Product Added, Checkout Started]
+    not_followed_by: Order Completed
+    within: 15m
+    destinations: cart_email
+  big_order:
+    event: Order Completed
+    where: "revenue >= 250"
+    destinations: sales_alert
+  vip_at_risk:
+    segment: at_risk_vip
+    on: enter
+    destinations: sales_alert
+
+destinations:
+  cart_email:
+    type: email
+    host: 127.0.0.1
+    port: {MAILBOX_PORT}
+    sender: "Hartley & Finch <hello@hartley-finch.example>"
+    subject: "{{{{ profile.first_name or 'Hello' }}}}, your basket is waiting"
+    text: |
+      Hi {{{{ profile.first_name or 'there' }}}},
+
+      You left something in your basket. Here is 10% off to finish your order:
+      {{{{ discount_code('CART10-') }}}} (valid for 7 days).
+  sales_alert:
+    type: email
+    host: 127.0.0.1
+    port: {MAILBOX_PORT}
+    sender: "Panorama <panorama@hartley-finch.example>"
+    to: sales@hartley-finch.example
+    subject: "{{{{ trigger }}}}: {{{{ profile.full_name or profile.email or profile.profile_id }}}}"
+    text: |
+      {{{{ trigger }}}} for {{{{ profile.full_name }}}} <{{{{ profile.email }}}}>
+      predicted CLV {{{{ (profile.predicted_clv or 0) | round(2) }}}}, churn risk {{{{ ((profile.churn_probability or 0) * 100) | round | int }}}}%
+  vip_audience:
+    type: file
+    segment: vip
+    path: exports/vip-{{timestamp}}.csv
+    columns: [email, first_name, last_name, predicted_clv, loyalty_tier]
+    every: 1h
+  at_risk_audience:
+    type: file
+    segment: at_risk_vip
+    path: exports/at-risk-vip-{{timestamp}}.csv
+    mode: delta
+    columns: [email, first_name, churn_probability, predicted_clv]
+    every: 1h
+"""
+
+
 def write_config(out_dir: Path) -> Path:
     path = out_dir / "panorama.yaml"
     path.write_text(config_text(), encoding="utf-8")
     return path
+
+
+def add_segments(config: Path, segments: dict[str, str]) -> None:
+    """Add `segments` (name -> expression) to a project's panorama.yaml, as the first entries
+    of its top-level `segments:` block when it has one (the demo's does)."""
+    text = config.read_text(encoding="utf-8")
+    lines = "".join(f"  {name}: {json.dumps(where)}\n" for name, where in segments.items())
+    if "\nsegments:\n" in "\n" + text:
+        text = ("\n" + text).replace("\nsegments:\n", "\nsegments:\n" + lines, 1)[1:]
+    else:
+        text += "segments:\n" + lines
+    config.write_text(text, encoding="utf-8")
