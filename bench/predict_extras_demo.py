@@ -160,7 +160,11 @@ def truth_checks(ex: Extras, store, directory: Path, as_of: dt.datetime) -> dict
     out["nps_non_respondents_vs_latent_satisfaction"] = {
         "customers": len(f),
         "spearman_model": _rho(pred, sat),
-        "spearman_avg_csat_baseline": _rho(f["avg_csat"], sat),
+        "customers_with_csat": int(f["avg_csat"].notna().sum()),
+        "spearman_model_on_those": _rho(
+            pred[f["avg_csat"].notna().to_numpy()], sat[f["avg_csat"].notna().to_numpy()]
+        ),
+        "spearman_avg_csat_baseline_on_those": _rho(f["avg_csat"], sat),
     }
     # sentiment vs the generator's comment sentiment
     tc = pd.read_csv(directory / "truth/nps_comments.csv", dtype=str).dropna(subset=["sentiment"])

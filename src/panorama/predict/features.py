@@ -339,7 +339,7 @@ class FeatureBuilder:
         gaps AS (
             SELECT profile_id, avg(gap) AS mean_gap_days, stddev_samp(gap) AS gap_std_days
             FROM (SELECT profile_id,
-                         day - lag(day) OVER (PARTITION BY profile_id ORDER BY day) AS gap FROM days)
+                         date_diff('day', lag(day) OVER (PARTITION BY profile_id ORDER BY day), day) AS gap FROM days)
             WHERE gap IS NOT NULL GROUP BY profile_id
         ),
         it AS (
@@ -479,7 +479,7 @@ class FeatureBuilder:
             ), f AS (SELECT profile_id, min(day) AS first_day FROM d GROUP BY profile_id)
             SELECT d.profile_id,
                    count(*) - 1 AS x,
-                   CAST(max(d.day) - f.first_day AS DOUBLE) AS t_x,
+                   CAST(date_diff('day', f.first_day, max(d.day)) AS DOUBLE) AS t_x,
                    (epoch({c}) - epoch(CAST(f.first_day AS TIMESTAMP))) / {DAY_S} AS T,
                    coalesce(avg(d.amount) FILTER (d.day > f.first_day), 0) AS monetary
             FROM d JOIN f USING (profile_id)
