@@ -173,3 +173,47 @@ def test_phone_width(ui_server, browser):
     _shot(page, "search-support-phone")
     assert page.evaluate("document.documentElement.scrollWidth - window.innerWidth") <= 1
     page.context.close()
+
+
+def test_marketing_builds_a_segment_support_cannot(ui_server, browser):
+    page = _page(browser)
+    _sign_in(page, ui_server.url, "marketing")
+    page.goto(ui_server.url + "/segments")
+    page.click("#new-segment")
+    page.wait_for_url("**/segments/new")
+    page.fill("#seg-name", "first_buyers")
+    page.fill("#seg-desc", "Customers with an order")
+    expr = page.locator("#seg-expr")
+    expr.fill("performed('Order Completed') >= 1")
+    expect(page.locator("#seg-count")).to_have_text("1")
+    expr.fill("last_seen_at IS NOT NULL")  # everyone: the live count changes
+    expect(page.locator("#seg-count")).not_to_have_text("1")
+    assert int(page.inner_text("#seg-count").replace(",", "")) > 1
+    expr.fill("last_sen_at IS NOT NULL")  # a typo: the error names the closest column
+    expect(page.locator("#seg-error")).to_contain_text("did you mean last_seen_at")
+    _shot(page, "segment-builder-error-1366")
+    expr.fill("performed('Order Completed') >= 1")
+    expect(page.locator("#seg-count")).to_have_text("1")
+    _shot(page, "segment-builder-1366")
+    with page.expect_navigation():
+        page.click("#seg-save")
+    assert "/segments/first_buyers" in page.url
+    expect(page.locator("#saved")).to_be_visible()
+    expect(page.locator("#seg-total")).to_have_text("1")
+    page.goto(ui_server.url + "/segments")
+    expect(page.locator('a[href="/segments/first_buyers"]')).to_be_visible()
+    assert "performed('Order Completed') &gt;= 1" in page.content()
+    assert not page.errors, page.errors
+    page.context.close()
+
+    page = _page(browser)
+    _sign_in(page, ui_server.url, "support")
+    page.goto(ui_server.url + "/segments")
+    assert page.locator("#new-segment").count() == 0
+    page.click('a[href="/segments/first_buyers"]')
+    page.wait_for_url("**/segments/first_buyers")
+    assert page.locator("#seg-expr").count() == 0 and page.locator("#seg-save").count() == 0
+    assert "not edit" in page.inner_text("main")
+    response = page.goto(ui_server.url + "/segments/new")
+    assert response.status == 403
+    page.context.close()

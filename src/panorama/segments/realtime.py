@@ -167,6 +167,15 @@ class Runtime:
     def refresh_now(self, names: list[str] | None = None, by: str = "batch") -> engine.RefreshResult:
         return engine.refresh(self.store, self.segset, names, by=by, lock=self.lock)
 
+    def apply_config(self, config, names: list[str]) -> engine.RefreshResult:
+        """Take a new configuration (a segment saved from the UI: `segments.editor`) and
+        backfill the segments `names`; from then on they are evaluated in real time."""
+        segset = SegmentSet.build(self.store, config, catalog=self.segset.catalog)
+        with self.lock:
+            self.config = config
+            self.segset = segset
+        return self.refresh_now(names, by="batch")
+
     def _clock(self) -> None:
         try:
             self.refresh_now(by="batch")  # backfill new definitions, catch up with the log

@@ -163,7 +163,7 @@ def _wants_html(request: Request) -> bool:
 
 def install(app: FastAPI, *, refresh_seconds: float = 30.0, keep_index: bool = True) -> None:
     """Add the web UI to the server's app (see the module doc)."""
-    from panorama.server.ui import routes
+    from panorama.server.ui import routes, segment_builder
 
     @app.get("/static/{version}/{name:path}", include_in_schema=False)
     async def static(request: Request, version: str, name: str) -> Response:
@@ -173,6 +173,7 @@ def install(app: FastAPI, *, refresh_seconds: float = 30.0, keep_index: bool = T
     async def favicon() -> Response:
         return Response(status_code=204)
 
+    segment_builder.add_routes(app)  # before routes: /segments/new is not a segment's page
     routes.add_routes(app)
 
     @app.exception_handler(NotSignedIn)
