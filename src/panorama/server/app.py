@@ -113,13 +113,16 @@ def create_app(project: Project | Path | str, *, tuning: Tuning | None = None,
         summary="Segment-compatible Tracking API and the customer data platform's REST API.",
         version="0.1.0",
         lifespan=lifespan,
+        docs_url=None,  # served offline by panorama.server.api_docs (no CDN)
+        redoc_url=None,
     )
     _add_ingestion_routes(app)
     _add_status_routes(app)
     # the REST API and the web UI (panorama.server.api, panorama.server.ui)
-    from panorama.server import api, ui
+    from panorama.server import api, api_docs, ui
 
     api.install(app)
+    api_docs.install(app)
     ui.install(app)
     _install_module_routes(app)
     if fast_path:
