@@ -228,6 +228,10 @@ def add_routes(app: FastAPI) -> None:  # noqa: C901 - one place that lists every
         rows = members(ctx.store, name, limit)
         return _json({"segment": name, "data": [{"profile_id": p, "entered_at": t} for p, t in rows]})
 
+    from panorama.server.ui.insights import add_api_routes
+
+    add_api_routes(api)  # journeys, experiments, hypotheses
+
     @api.get("/sources", summary="Ingestion status per source and dead letters waiting")
     def sources(request: Request, principal: _principal("sources.view")) -> JSONResponse:
         data = dashboards.sources(_ctx(request, principal))

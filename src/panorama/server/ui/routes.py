@@ -29,6 +29,8 @@ NAV = (
     ("search", "Customers", "/search", "profiles.view"),
     ("segments", "Segments", "/segments", "segments.view"),
     ("dashboards", "Dashboards", "/dashboards", "dashboards.view"),
+    ("journeys", "Journeys", "/journeys", "dashboards.view"),
+    ("experiments", "Experiments", "/experiments", "dashboards.view"),
     ("sources", "Sources", "/sources", "sources.view"),
     ("users", "Users & tokens", "/admin/users", "users.manage"),
     ("audit", "Audit log", "/admin/audit", "audit.view"),
@@ -204,6 +206,12 @@ def add_routes(app: FastAPI) -> None:  # noqa: C901 - one place that lists every
         ctx = context(request, principal)
         data = dashboards.metrics(ctx, request.app)
         return page(request, "_metrics.html", principal, m=data, figs=charts.metrics_figures(data))
+
+    # -- journeys and experiments (insights.py) ----------------------------------------------
+
+    from panorama.server.ui.insights import add_ui_routes
+
+    add_ui_routes(app)
 
     # -- sources and write keys -------------------------------------------------------------
 
