@@ -30,10 +30,10 @@ from panorama.activate.destinations import DestinationError, EmailSender, Webhoo
 from panorama.activate.triggers import compile_triggers, fire_due_timers, next_timer_due, on_events
 from panorama.config import FileDestinationConfig, Project
 from panorama.ingest import hooks
+from panorama.ingest.hooks import CoalescingWorker
 from panorama.ingest.log import utcnow
 from panorama.segments.catalog import Catalog, build_catalog
 from panorama.segments.engine import export, transaction
-from panorama.segments.realtime import CoalescingWorker
 from panorama.store import Store
 
 log = logging.getLogger("panorama.activate")

@@ -310,7 +310,7 @@ class GroupCommitWriter:
             log.exception("could not save ingest_runs counters")
         if self.run_hooks and new.num_rows:
             try:
-                hooks.run(self.store, new)
+                hooks.submit(self.store, new)
             except Exception:
                 s.hook_errors += 1
                 log.exception(

@@ -19,13 +19,13 @@ expensive all-profile evaluation runs outside it (see `engine.refresh`).
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
 
 import pyarrow as pa
 
 from panorama.ingest import hooks
+from panorama.ingest.hooks import CoalescingWorker
 from panorama.ingest.log import utcnow
 from panorama.segments import engine
 from panorama.segments.engine import SegmentSet
@@ -42,71 +42,6 @@ CLOCK_TICK = 0.25
 MIN_INTERVAL = 0.2
 
 _runtimes: dict[int, Runtime] = {}
-
-
-class CoalescingWorker:
-    """Work handed off by the writer thread: its hook only queues the committed batch (so
-    ingestion never waits for derived state); this thread takes everything queued, as one
-    table, and runs `fn` on it. Under load, many micro-batches share one evaluation."""
-
-    def __init__(self, name: str, fn, columns: list[str] | None = None, min_interval: float = 0.0):
-        self.name = name
-        self.fn = fn
-        self.columns = columns
-        # at most one run per `min_interval` seconds: under load, batches gather meanwhile and
-        # share a run (less CPU for the same result, at the price of that much latency)
-        self.min_interval = min_interval
-        self._queue: queue.SimpleQueue = queue.SimpleQueue()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
-        self.stats = {"runs": 0, "batches": 0, "rows": 0, "errors": 0, "last_ms": 0.0, "max_ms": 0.0}
-
-    def start(self) -> CoalescingWorker:
-        self._thread.start()
-        return self
-
-    def submit(self, table: pa.Table) -> None:
-        self._queue.put(table.select(self.columns) if self.columns else table)
-
-    def stop(self, timeout: float = 30.0) -> None:
-        """Finish what is queued, then stop."""
-        self._stop.set()
-        self._queue.put(None)
-        self._thread.join(timeout)
-
-    def _run(self) -> None:
-        last_start = 0.0
-        while True:
-            first = self._queue.get()
-            wait = last_start + self.min_interval - time.perf_counter()
-            if wait > 0 and first is not None and not self._stop.is_set():
-                time.sleep(wait)
-            last_start = time.perf_counter()
-            tables = [] if first is None else [first]
-            while True:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if item is not None:
-                    tables.append(item)
-            if tables:
-                started = time.perf_counter()
-                try:
-                    self.fn(tables[0] if len(tables) == 1 else pa.concat_tables(tables))
-                except Exception:
-                    self.stats["errors"] += 1
-                    log.exception("%s: processing %d committed batches failed (the log keeps them; "
-                                  "the next refresh catches up)", self.name, len(tables))  # fmt: skip
-                elapsed = (time.perf_counter() - started) * 1000
-                s = self.stats
-                s["runs"] += 1
-                s["batches"] += len(tables)
-                s["rows"] += sum(t.num_rows for t in tables)
-                s["last_ms"] = elapsed
-                s["max_ms"] = max(s["max_ms"], elapsed)
-            if self._stop.is_set() and self._queue.empty():
-                return
 
 
 class Runtime:

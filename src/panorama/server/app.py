@@ -23,6 +23,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
 from panorama.config import Project, load_project
+from panorama.ingest import hooks
 from panorama.ingest.keys import KeyRing
 from panorama.ingest.writer import GroupCommitWriter
 from panorama.server.ingestion import (
@@ -92,6 +93,9 @@ def create_app(project: Project | Path | str, *, tuning: Tuning | None = None,
         group_writer = GroupCommitWriter(
             store, max_rows=settings.max_rows, linger=settings.linger
         ).start()
+        # derived state (identity, traits, segments, triggers) is updated off the writer
+        # thread, so an acknowledgement never waits for it (panorama.ingest.hooks)
+        hooks.start_background(store)
         state = ServerState(proj, store, keys, group_writer, Ingestor(keys, group_writer))
         app.state.panorama = state
         if not len(keys):
@@ -103,7 +107,8 @@ def create_app(project: Project | Path | str, *, tuning: Tuning | None = None,
         try:
             yield
         finally:
-            group_writer.stop()  # commits what is queued and runs its hooks
+            group_writer.stop()  # commits what is queued and hands it to the hooks
+            hooks.stop_background(store)  # runs the hooks over what is queued
             for handle in reversed(realtime):
                 handle.stop()
             store.close()
@@ -379,7 +384,8 @@ def _add_status_routes(app: FastAPI) -> None:
             return {"source": key.source, "events": events, "dead_letters": dead,
                     "last_received_at": last.isoformat() + "Z" if last else None,
                     "writer": {"commits": s.writer.stats.commits, "rows": s.writer.stats.rows,
-                               "new": s.writer.stats.new, "hook_errors": s.writer.stats.hook_errors,
+                               "new": s.writer.stats.new, "hook_errors": s.writer.stats.hook_errors
+                               + (hooks.background_stats(s.store) or {}).get("errors", 0),
                                "max_commit_ms": round(s.writer.stats.max_commit_seconds * 1000, 1),
                                "max_group_rows": s.writer.stats.max_group_rows}}  # fmt: skip
 
