@@ -34,8 +34,16 @@ def never_merge_pairs(cur: duckdb.DuckDBPyConnection) -> list[tuple[int, list, l
     ]
 
 
-def unify(store: Store, project: Project, progress: Progress | None = None) -> RunStats:
-    """Resolve every record and event of the log into profiles (keeping profile ids)."""
+def unify(
+    store: Store,
+    project: Project,
+    progress: Progress | None = None,
+    components: Callable[[Resolution], None] | None = None,
+) -> RunStats:
+    """Resolve every record and event of the log into profiles (keeping profile ids).
+
+    `components` replaces the connected-components step (scipy on this machine), e.g. with
+    `panorama.scale.identity.spark_components` (`engine: spark`)."""
     config = project.config.identity
     stats = RunStats()
     timer = Timer(stats)
@@ -82,7 +90,10 @@ def unify(store: Store, project: Project, progress: Progress | None = None) -> R
         _splink(cur, project, stats)
         timer.lap("splink")
         resolution.links()
-        resolution.components()
+        if components is None:
+            resolution.components()
+        else:
+            components(resolution)
         step("guard merges")
         resolution.guard(never_merge_pairs(cur))
         resolution.outputs()
