@@ -39,22 +39,49 @@ _save_lock = threading.Lock()
 PREVIEW_SAMPLE = 10
 
 
+# The live count: over a sample of this many profiles when the read index lists more (the
+# estimate is scaled to all of them); never longer than BUDGET seconds.
+SAMPLE_PROFILES = 20_000
+BUDGET = 5.0
+
+
 @dataclass
 class Preview:
     expression: str
     ok: bool
     error: str | None = None
-    members: int | None = None
-    profiles: int | None = None
+    members: int | None = None  # matching profiles (estimated when `sampled`)
+    profiles: int | None = None  # profiles in all
     sample: list[str] = field(default_factory=list)
     seconds: float = 0.0
     time_dependent: bool = False
     columns: list[str] = field(default_factory=list)
+    sampled: int | None = None  # the count is estimated from this many profiles
+    note: str | None = None  # valid, but not counted (too slow at this size)
+
+
+def _sample_ids(store: Store, catalog: Catalog, size: int) -> tuple[str | None, int | None]:
+    """A random sample of profile ids from the read index, when its ids are the catalog's
+    (both come from identity resolution) and it lists more than `size` profiles."""
+    if catalog.mode != "resolved" or not store.table_exists("ui_profiles"):
+        return None, None
+    total = int(store.scalar("SELECT count(*) FROM ui_profiles") or 0)
+    if total <= size:
+        return None, None
+    return (
+        f"SELECT profile_id FROM ui_profiles USING SAMPLE reservoir({int(size)} ROWS) REPEATABLE (7)",
+        total,
+    )
 
 
 def preview(store: Store, catalog: Catalog, expression: str, now: datetime | None = None,
-            sample: int = PREVIEW_SAMPLE) -> Preview:  # fmt: skip
-    """Check `expression` and count the profiles it matches now (over every profile)."""
+            sample: int = PREVIEW_SAMPLE, sample_profiles: int = SAMPLE_PROFILES,
+            budget: float = BUDGET) -> Preview:  # fmt: skip
+    """Check `expression` (as `panorama segments check` does) and count the profiles it matches
+    now: over every profile, or estimated from a random sample of `sample_profiles` at scale;
+    stopped after `budget` seconds (then only the check's result is given)."""
+    import duckdb
+
     started = time.perf_counter()
     text = (expression or "").strip()
     if not text:
@@ -65,14 +92,32 @@ def preview(store: Store, catalog: Catalog, expression: str, now: datetime | Non
         compiled = check_expression(store, text, catalog)
     except SegmentError as exc:
         return Preview(expression, False, str(exc), seconds=time.perf_counter() - started)
-    sql = evaluation_sql(catalog, {"_preview": compiled}, None, now or utcnow())
+    ids_sql, total = _sample_ids(store, catalog, sample_profiles)
+    sql = evaluation_sql(catalog, {"_preview": compiled}, ids_sql, now or utcnow())
+    flag = q("_preview")
     cur = store.cursor()
-    members, profiles = cur.execute(
-        f"SELECT count(*) FILTER (WHERE {q('_preview')}), count(*) FROM ({sql})").fetchone()  # fmt: skip
-    ids = [r[0] for r in cur.execute(
-        f"SELECT profile_id FROM ({sql}) WHERE {q('_preview')} ORDER BY profile_id LIMIT {int(sample)}").fetchall()]  # fmt: skip
-    return Preview(expression, True, None, int(members), int(profiles), ids, time.perf_counter() - started,
-                   compiled.time_dependent, sorted(compiled.columns))  # fmt: skip
+    timer = threading.Timer(budget, cur.interrupt)
+    timer.start()
+    try:
+        members, evaluated, ids = cur.execute(
+            f"SELECT count(*) FILTER (WHERE {flag}), count(*), "
+            f"(list(profile_id ORDER BY profile_id) FILTER (WHERE {flag}))[1:{int(sample)}] FROM ({sql})"
+        ).fetchone()
+    except duckdb.InterruptException:
+        return Preview(expression, True, seconds=time.perf_counter() - started,
+                       time_dependent=compiled.time_dependent, columns=sorted(compiled.columns),
+                       note=f"The condition is valid. Counting its members takes more than {budget:g} s "
+                            "at this size: save it to see them.")  # fmt: skip
+    finally:
+        timer.cancel()
+    members, evaluated = int(members), int(evaluated)
+    sampled = None
+    if total is not None and evaluated:
+        sampled = evaluated
+        members = round(members * total / evaluated)
+        evaluated = total
+    return Preview(expression, True, None, members, evaluated, list(ids or []), time.perf_counter() - started,
+                   compiled.time_dependent, sorted(compiled.columns), sampled)  # fmt: skip
 
 
 def reference(catalog: Catalog) -> dict:

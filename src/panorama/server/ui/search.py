@@ -94,37 +94,42 @@ def _key_hits(store: Store, keys: list[str], prefix: bool, masker: Masker) -> di
     return found
 
 
-def _name_hits(store: Store, words: list[str]) -> dict[str, float]:
+def _name_hits(store: Store, words: list[str], limit: int) -> dict[str, float]:
+    """Profiles holding a close name token for every word, best average similarity first.
+
+    Two queries: the close tokens of every word (the vocabulary is small), then the postings
+    of those tokens intersected, scored and cut to `limit` inside DuckDB (common names have
+    tens of thousands of postings: they never reach Python)."""
     if not words:
         return {}
-    per_word: list[dict[str, float]] = []
-    for word in words:
-        candidates = store.execute(
-            f"""SELECT token, CASE WHEN token = $w THEN 1.0
-                                   WHEN starts_with(token, $w) THEN 0.95
-                                   ELSE jaro_winkler_similarity(token, $w) END AS sim
-                FROM ui_search_vocab
-                WHERE token = $w OR (length($w) >= 2 AND starts_with(token, $w))
-                   OR (length($w) >= 3 AND jaro_winkler_similarity(token, $w) >= {FUZZY})
-                ORDER BY sim DESC, n DESC LIMIT {MAX_CANDIDATES}""",
-            {"w": word},
-        ).fetchall()
-        if not candidates:
-            return {}
-        sims = dict(candidates)
-        placeholders = ", ".join("?" * len(sims))
-        rows = store.execute(
-            f"SELECT token, profile_id FROM ui_search_names WHERE token IN ({placeholders})", list(sims)
-        ).fetchall()
-        best: dict[str, float] = {}
-        for token, profile_id in rows:
-            if sims[token] > best.get(profile_id, 0.0):
-                best[profile_id] = sims[token]
-        per_word.append(best)
-    common = set(per_word[0])
-    for hits in per_word[1:]:
-        common &= set(hits)
-    return {p: sum(h[p] for h in per_word) / len(per_word) for p in common}
+    parts, params = [], []
+    for i, word in enumerate(words):
+        parts.append(f"""(SELECT {i} AS w, token, CASE WHEN token = ${i + 1} THEN 1.0
+                                            WHEN starts_with(token, ${i + 1}) THEN 0.95
+                                            ELSE jaro_winkler_similarity(token, ${i + 1}) END AS sim
+             FROM ui_search_vocab
+             WHERE token = ${i + 1} OR (length(${i + 1}) >= 2 AND starts_with(token, ${i + 1}))
+                OR (length(${i + 1}) >= 3 AND jaro_winkler_similarity(token, ${i + 1}) >= {FUZZY})
+             ORDER BY sim DESC, n DESC LIMIT {MAX_CANDIDATES})""")
+        params.append(word)
+    candidates = store.execute(" UNION ALL ".join(parts), params).fetchall()
+    if len({w for w, _, _ in candidates}) < len(words):
+        return {}  # some word matches no name
+    values = ", ".join("(?, ?, ?)" for _ in candidates)
+    tokens = sorted({t for _, t, _ in candidates})
+    flat = [v for row in candidates for v in row]
+    rows = store.execute(
+        f"""WITH c(w, token, sim) AS (VALUES {values})
+            SELECT profile_id, sum(best) / {len(words)} AS score FROM (
+                SELECT n.profile_id, c.w, max(c.sim) AS best
+                FROM ui_search_names n JOIN c ON n.token = c.token
+                WHERE n.token IN ({", ".join("?" * len(tokens))})
+                GROUP BY n.profile_id, c.w)
+            GROUP BY profile_id HAVING count(*) = {len(words)}
+            ORDER BY score DESC, profile_id LIMIT {int(limit)}""",
+        [*flat, *tokens],
+    ).fetchall()
+    return dict(rows)
 
 
 def search(store: Store, query: str, masker: Masker, limit: int = 20, region: str = "US") -> SearchResult:
@@ -144,7 +149,7 @@ def search(store: Store, query: str, masker: Masker, limit: int = 20, region: st
         matched[profile_id] = set(kinds)
     if "@" not in query and not phone_keys and masker.searchable("name"):
         searched.append("names")
-        for profile_id, sim in _name_hits(store, _words(query)).items():
+        for profile_id, sim in _name_hits(store, _words(query), limit + len(scores)).items():
             scores[profile_id] = scores.get(profile_id, 0.0) + sim
             matched.setdefault(profile_id, set()).add("name")
     if not masker.searchable("contact"):

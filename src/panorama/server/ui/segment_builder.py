@@ -109,7 +109,9 @@ def add_routes(app: FastAPI) -> None:
         existing: Annotated[str, Form(max_length=5)] = "",
     ) -> Response:
         from panorama.config import ConfigError
-        from panorama.segments.editor import preview, save_definition
+        from panorama.segments.editor import save_definition
+        from panorama.segments.engine import check_expression
+        from panorama.segments.language import SegmentError
 
         state = request.app.state.panorama
         name = name.strip()
@@ -129,9 +131,10 @@ def add_routes(app: FastAPI) -> None:
             return again(
                 f"A segment named {name} exists already: open it from the list to edit it."
             )
-        checked = preview(state.store, _catalog(request), expression, sample=0)
-        if not checked.ok:
-            return again(checked.error or "The expression is not valid.")
+        try:
+            check_expression(state.store, expression, _catalog(request))
+        except SegmentError as exc:
+            return again(str(exc))
         try:
             config = save_definition(state.project, name, expression, description)
         except ConfigError as exc:
