@@ -117,3 +117,51 @@ def test_journeys_cli(tmp_path, monkeypatch):
     assert r.exit_code == 0 and "Order Completed" in r.output, r.output
     r = runner.invoke(app, ["journeys", "-p", str(tmp_path), "--segment", "nope"])
     assert r.exit_code == 1 and "unknown segment" in r.output
+
+
+def test_event_log_export_for_process_mining(store, tmp_path):
+    """The exported log has pm4py's columns, one row per stage event, ordered by case and time;
+    the directly-follows pairs counted from the file are the map's DFG."""
+    import csv
+    from collections import Counter
+
+    from panorama.journeys.map import EVENT_LOG_COLUMNS, export_event_log
+
+    jc = parse_config({"name": "t"}).journeys
+    out = tmp_path / "log.csv"
+    n = export_event_log(store, jc, str(out), "csv", events_sql=EVENTS)
+    with out.open() as f:
+        rows = list(csv.DictReader(f))
+    assert n == len(rows) == 13  # every event but the identify call
+    assert tuple(rows[0]) == EVENT_LOG_COLUMNS
+    assert {r["case:concept:name"] for r in rows} == {"a", "b", "c"}
+    times = [(r["case:concept:name"], dt.datetime.fromisoformat(r["time:timestamp"])) for r in rows]
+    assert times == sorted(times) and rows[0]["time:timestamp"] == "2025-01-01T00:00:00.000000Z"
+    pairs = Counter((a["concept:name"], b["concept:name"]) for a, b in zip(rows, rows[1:], strict=False)
+                    if a["case:concept:name"] == b["case:concept:name"])
+    m = journey_map(store, jc, events_sql=EVENTS)
+    assert {(e["source"], e["target"]): e["count"] for e in m["dfg"]["edges"]} == dict(pairs)
+    # stage-level activities, and Parquet
+    n = export_event_log(store, jc, str(tmp_path / "log.parquet"), "parquet", events_sql=EVENTS, level="stage")
+    got = store.execute(f"SELECT DISTINCT \"concept:name\" FROM '{tmp_path / 'log.parquet'}'").fetchall()
+    assert n == 13 and {g[0] for g in got} == {"awareness", "consideration", "purchase", "retention", "advocacy"}
+
+
+def test_journeys_export_cli(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from panorama.cli import app
+    from panorama.config import init_project, load_project
+
+    init_project(tmp_path, name="t")
+    with open_store(load_project(tmp_path).store_path) as s:
+        append_events(s.cursor(), events_table([_ev("a", "Home", 0, type="page"), _ev("a", "Product Viewed", 1)]))
+    monkeypatch.setattr("panorama.profiles.profile_events_sql", lambda store: EVENTS)
+    runner = CliRunner()
+    out = tmp_path / "events.csv"
+    r = runner.invoke(app, ["journeys", "export", str(out), "-p", str(tmp_path), "--format", "csv"])
+    assert r.exit_code == 0, r.output
+    assert out.read_text().splitlines()[0].startswith("case:concept:name,concept:name,time:timestamp")
+    assert "wrote 2 events" in r.output
+    r = runner.invoke(app, ["journeys", "export", str(out), "-p", str(tmp_path), "--format", "xes"])
+    assert r.exit_code == 1 and "use csv or parquet" in r.output

@@ -31,7 +31,13 @@ def _h(x) -> str:
     return f"{x * 60:.0f} min" if x < 1 else (f"{x:.1f} h" if x < 48 else f"{x / 24:.1f} d")
 
 
+journeys_app = typer.Typer(help="The journey map; `export` writes the event log for process mining.",
+                           invoke_without_command=True)
+
+
+@journeys_app.callback()
 def journeys(
+    ctx: typer.Context,
     project: ProjectOpt = Path("."),
     segment: Annotated[str | None, typer.Option("--segment", "-s", help="Only this segment's members.")] = None,
     start: Annotated[str | None, typer.Option("--from", help="Events at or after (YYYY-MM-DD).")] = None,
@@ -40,6 +46,8 @@ def journeys(
     as_json: Annotated[bool, typer.Option("--json", help="Print the whole map as JSON.")] = False,
 ) -> None:
     """The journey map: stages, flows, funnel, time between stages, touchpoints, paths, stalls."""
+    if ctx.invoked_subcommand is not None:
+        return
     from panorama.cli import console, fail, project_store
     from panorama.journeys.map import journey_map
 
@@ -86,5 +94,32 @@ def journeys(
     console.print(t)
 
 
+@journeys_app.command("export")
+def export(
+    output: Annotated[Path, typer.Argument(help="File to write (CSV or Parquet).")],
+    project: ProjectOpt = Path("."),
+    fmt: Annotated[str, typer.Option("--format", help="csv or parquet.")] = "csv",
+    level: Annotated[str, typer.Option(help="Activities: event names, or stages.")] = "event",
+    segment: Annotated[str | None, typer.Option("--segment", "-s", help="Only this segment's members.")] = None,
+    start: Annotated[str | None, typer.Option("--from", help="Events at or after (YYYY-MM-DD).")] = None,
+    end: Annotated[str | None, typer.Option("--to", help="Events before (YYYY-MM-DD).")] = None,
+) -> None:
+    """The event log for process mining, in pm4py's columns: case:concept:name (profile),
+    concept:name (event or stage), time:timestamp (ISO 8601, UTC), stage, touchpoint, message_id."""
+    from panorama.cli import console, fail, project_store
+    from panorama.journeys.map import export_event_log
+
+    if fmt not in ("csv", "parquet"):
+        fail(f"--format {fmt!r}: use csv or parquet")
+    if level not in ("event", "stage"):
+        fail(f"--level {level!r}: use event or stage")
+    with project_store(project, read_only=True) as (proj, store):
+        if segment and segment not in proj.config.segments:
+            fail(f"unknown segment {segment!r}; configured: {', '.join(proj.config.segments) or '(none)'}")
+        rows = export_event_log(store, proj.config.journeys, str(output), fmt, segment=segment,
+                                start=_time(start, "--from"), end=_time(end, "--to"), level=level)
+    console.print(f"wrote {rows:,} events to {output} ({fmt}, pm4py's column names)")
+
+
 def register(app: typer.Typer) -> None:
-    app.command("journeys")(journeys)
+    app.add_typer(journeys_app, name="journeys")
