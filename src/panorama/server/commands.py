@@ -20,6 +20,9 @@ keys_app = typer.Typer(help="Write keys for the HTTP Tracking API (one or more p
                        no_args_is_help=True)  # fmt: skip
 
 
+KEEP_ALIVE_SECONDS = 75  # idle keep-alive connections (uvicorn's default is 5 s)
+
+
 def serve(project: Path = Path("."), host: str | None = None, port: int | None = None,
           log_level: str = "info") -> None:  # fmt: skip
     """Run the server for `project` until interrupted (the pipeline calls this too)."""
@@ -49,6 +52,10 @@ def serve(project: Path = Path("."), host: str | None = None, port: int | None =
         access_log=False,
         log_level=log_level,
         timeout_graceful_shutdown=10,
+        # idle keep-alive connections stay open longer than clients keep them (httpx and the
+        # SDKs' pools expire theirs after 5-60 s): with uvicorn's default of 5 s a client could
+        # reuse a connection the server was closing at that moment and see a dropped request
+        timeout_keep_alive=KEEP_ALIVE_SECONDS,
     )
 
 
