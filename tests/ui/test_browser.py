@@ -217,3 +217,29 @@ def test_marketing_builds_a_segment_support_cannot(ui_server, browser):
     response = page.goto(ui_server.url + "/segments/new")
     assert response.status == 403
     page.context.close()
+
+
+def test_builder_at_phone_width_and_docs_offline(ui_server, browser):
+    page = _page(browser, width=390, height=844, mobile=True)
+    _sign_in(page, ui_server.url, "marketing")
+    page.goto(ui_server.url + "/segments/new")
+    page.fill("#seg-expr", "performed('Order Completed') >= 1")
+    expect(page.locator("#seg-count")).to_have_text("1")
+    _shot(page, "segment-builder-phone")
+    assert page.evaluate("document.documentElement.scrollWidth - window.innerWidth") <= 1
+    # the API docs render with no request leaving this server (the machine is offline)
+    outside: list[str] = []
+
+    def only_local(route):
+        if route.request.url.startswith(ui_server.url):
+            route.continue_()
+        else:
+            outside.append(route.request.url)
+            route.abort()
+
+    page.route("**/*", only_local)
+    page.goto(ui_server.url + "/docs")
+    expect(page.locator(".opblock").first).to_be_visible(timeout=20_000)
+    assert "/api/v1/profiles/{key}" in page.inner_text("body")
+    assert not outside, outside
+    page.context.close()
