@@ -170,3 +170,28 @@ def test_triggers_of_a_segment_are_shown(ui_server):
         and "Welcome VIPs" in page.text
     )
     assert "read-only here" in page.text
+
+
+def test_live_count_is_estimated_on_a_sample_at_scale(ui_server):
+    """With identity resolution (profile ids shared by the segments catalog and the read
+    index) and more profiles than the sample size, the count is estimated on a random sample
+    of the read index's profiles, their events read from the index."""
+    from dataclasses import replace
+
+    from panorama.segments.editor import preview
+
+    catalog = replace(_catalog(ui_server), mode="resolved")
+    profiles = ui_server.query("SELECT profile_id FROM ui_profiles")
+    assert len(profiles) == 3
+    everyone = preview(ui_server.store, catalog, "performed() >= 0", sample_profiles=2)
+    assert (everyone.sampled, everyone.profiles, everyone.members) == (2, 3, 3)
+    assert set(everyone.sample) <= {p for (p,) in profiles} and len(everyone.sample) == 2
+    ann = ui_server.profile_of("ann.smith@example.com")
+    buyers = preview(
+        ui_server.store, catalog, "performed('Order Completed', where='revenue > 40') >= 1",
+        sample_profiles=2,
+    )  # fmt: skip
+    assert buyers.ok and buyers.sampled == 2
+    assert buyers.members == (2 if ann in buyers.sample else 0)  # 1 of 2 sampled, scaled to 3
+    exact = preview(ui_server.store, catalog, "performed() >= 0", sample_profiles=10)
+    assert exact.sampled is None  # fewer profiles than the sample size: counted over all

@@ -20,7 +20,7 @@ import io
 import os
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from panorama.config import CONFIG_FILE, ConfigError, Project, ProjectConfig
@@ -34,6 +34,7 @@ from panorama.segments.language import (
     SegmentError,
 )
 from panorama.store import Store
+from panorama.store.schema import PROMOTED_PROPERTIES
 
 _save_lock = threading.Lock()
 PREVIEW_SAMPLE = 10
@@ -58,6 +59,24 @@ class Preview:
     columns: list[str] = field(default_factory=list)
     sampled: int | None = None  # the count is estimated from this many profiles
     note: str | None = None  # valid, but not counted (too slow at this size)
+
+
+def _index_events_sql(store: Store) -> str | None:
+    """The log's events with their profile, from the read index (`ui_members`, materialised and
+    sorted by profile) instead of identity's views over the whole log; promoted properties
+    are read from `properties` as ingestion derives them."""
+    if not store.table_exists("ui_members"):
+        return None
+    promoted = ", ".join(
+        f"TRY_CAST(json_extract_string(properties, '$.{name}') AS {sql_type}) AS {q(name)}"
+        for name, sql_type in PROMOTED_PROPERTIES.items()
+        if name not in ("revenue", "value")
+    )
+    return (
+        "SELECT profile_id, ts AS timestamp, type, event, source, user_id, anonymous_id, group_id, "
+        f"message_id, revenue, value, {promoted}, properties, context, traits "
+        "FROM ui_members WHERE kind = 'event'"
+    )
 
 
 def _sample_ids(store: Store, catalog: Catalog, size: int) -> tuple[str | None, int | None]:
@@ -94,6 +113,15 @@ def preview(store: Store, catalog: Catalog, expression: str, now: datetime | Non
         return Preview(expression, False, str(exc), seconds=time.perf_counter() - started)
     ids_sql, total = _sample_ids(store, catalog, sample_profiles)
     sql = evaluation_sql(catalog, {"_preview": compiled}, ids_sql, now or utcnow())
+    if ids_sql is not None and compiled.events and (events := _index_events_sql(store)):
+        # the sample's events from the read index (a minute or two behind the log at most)
+        fast = evaluation_sql(replace(catalog, events_sql=events), {"_preview": compiled}, ids_sql,
+                              now or utcnow())  # fmt: skip
+        try:
+            store.execute(f"EXPLAIN {fast}").fetchall()
+            sql = fast
+        except duckdb.Error:  # a column the index does not keep (received_at): the log's views
+            pass
     flag = q("_preview")
     cur = store.cursor()
     timer = threading.Timer(budget, cur.interrupt)
