@@ -312,10 +312,12 @@ def test_nps_follows_satisfaction(demo, truth, persons):
     high = nps[nps.sat > 0.75].score.mean()
     low = nps[nps.sat < 0.45].score.mean()
     assert high - low > 2.5
-    detractor_comments = nps[(nps.score <= 4) & (nps.comment != "")].comment
+    # negative comments for every score up to 6 (the generator's "negative" sentiment); about 75% of
+    # them use one of these words (vocab.NPS_PHRASES and closers), so the bound leaves sampling room
+    detractor_comments = nps[(nps.score <= 6) & (nps.comment != "")].comment
     promoter_comments = nps[(nps.score >= 9) & (nps.comment != "")].comment
     negative = "late|nightmare|expensive|dropped|rude|crashing|hassle|waiting|disappointed|never|boring|apart"
-    assert detractor_comments.str.contains(negative, case=False).mean() > 0.7
+    assert detractor_comments.str.contains(negative, case=False).mean() > 0.65
     assert promoter_comments.str.contains(negative, case=False).mean() < 0.2
 
 
@@ -412,7 +414,7 @@ def test_experiment_conversion_in_the_data(web, truth):
 
 
 def test_experiment_mechanism_has_the_true_effect_at_scale():
-    """At scale the measured lift is within 3 standard errors of the truth (18% and 0%)."""
+    """At scale the measured lift is within 3 standard errors of the truth (+25% and 0%)."""
     from panorama.demo.commerce import run_experiments
     from panorama.demo.people import EmailRegistry, make_people
     from panorama.demo.world import build_world

@@ -23,12 +23,13 @@ class Demo:
     events_sql: str
 
 
-def make_demo(root: Path, sources: tuple[str, ...] = ("web",)) -> Demo:
+def make_demo(root: Path, sources: tuple[str, ...] = ("web",), customers: int = DEMO_CUSTOMERS,
+              seed: int = DEMO_SEED) -> Demo:
     from panorama.config import load_project
     from panorama.demo.generate import generate
     from panorama.ingest.files import ingest_source
 
-    generate(root, customers=DEMO_CUSTOMERS, seed=DEMO_SEED)
+    generate(root, customers=customers, seed=seed)
     project = load_project(root)
     store = open_store(project.store_path)
     for name in sources:

@@ -173,7 +173,7 @@ def generate(out_dir: Path | str, customers: int, seed: int, progress: Progress 
             esp = esp_addresses(p, crm, rng)
             joined = loyalty_join(rng, p)
             camp_ev, camp_ind, camp_truth = run_campaigns(world, rng, p, crm, esp)
-            ex, ex_ind = run_experiments(world, rng, p)
+            ex, ex_ind = run_experiments(world, np.random.default_rng([seed, ci, 0xE4]), p)  # own stream
             orders, items = make_orders(world, rng, p, crm, [camp_ind, ex_ind], joined, offsets["orders"])
             offsets["orders"] += len(orders.person)
             b2b = make_b2b(world, rng, p, ci, chunk_size)
