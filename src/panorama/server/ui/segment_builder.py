@@ -22,7 +22,7 @@ from panorama.server.ui.routes import context, guard, page
 from panorama.server.ui.search import profile_cards
 
 MEMBERS_PAGE = 100
-NAME = re.compile(r"[a-z][a-z0-9_]{0,62}")
+NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,62}")  # as panorama.config checks
 
 
 def _runtime(request: Request):
@@ -125,7 +125,7 @@ def add_routes(app: FastAPI) -> None:
 
         if not NAME.fullmatch(name):
             return again(
-                "Name: use lower-case letters, digits and '_', starting with a letter (e.g. lapsed_vips)."
+                "Name: use letters, digits, '_' or '-', starting with a letter (e.g. lapsed_vips)."
             )
         if not is_existing and name in state.project.config.segments:
             return again(
