@@ -144,7 +144,7 @@ def test_roles(insights_server, role, allowed):
     ):
         assert api.get(path).status_code == (200 if allowed else 403), (role, path)
     web = insights_server.client(role)
-    for path in ("/journeys", "/experiments", "/experiments/power"):
+    for path in ("/journeys", "/journeys/map", "/experiments", "/experiments/power"):
         assert web.get(path).status_code == (200 if allowed else 403), (role, path)
     nav = web.get("/me").text
     assert ('href="/journeys"' in nav) == allowed and ('href="/experiments"' in nav) == allowed
@@ -154,12 +154,23 @@ def test_roles(insights_server, role, allowed):
 def test_pages_show_the_results(insights_server):
     s = insights_server
     web = s.client("marketing")
-    page = web.get("/journeys", params={"funnel": "awareness, consideration, purchase"})
+    # a map not computed yet: the selectors at once, the map loaded by HTMX from /journeys/map
+    params = {"funnel": "awareness, purchase", "from": "2025-02-02"}
+    page = web.get("/journeys", params=params)
+    assert page.status_code == 200 and "plotly-strict.min.js" in page.text
+    assert 'hx-get="/journeys/map?funnel=awareness%2C+purchase&amp;from=2025-02-02"' in page.text
+    assert "fig-sankey" not in page.text
+    part = web.get("/journeys/map", params=params)
+    assert part.status_code == 200 and "<html" not in part.text
+    assert 'data-chart="fig-sankey"' in part.text and 'data-chart="fig-funnel"' in part.text
+    # now remembered: inline
+    page = web.get("/journeys", params=params)
+    assert 'data-chart="fig-sankey"' in page.text and "profiles ·" in page.text
+    page = web.get("/journeys")
     assert page.status_code == 200
-    assert 'data-chart="fig-sankey"' in page.text and 'data-chart="fig-funnel"' in page.text
-    assert "plotly-strict.min.js" in page.text and f"{PEOPLE:,} profiles" in page.text
-    bad = web.get("/journeys", params={"segment": "nosuch"})
-    assert bad.status_code == 400 and "unknown segment" in bad.text
+    for path in ("/journeys", "/journeys/map"):
+        bad = web.get(path, params={"segment": "nosuch"})
+        assert bad.status_code == 400 and "unknown segment" in bad.text
     page = web.get("/experiments")
     assert page.status_code == 200
     for text in (

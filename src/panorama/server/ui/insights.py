@@ -49,7 +49,8 @@ def _log_state(store) -> tuple:
 
 
 def cached(ctx: views.ViewContext, key: tuple, compute):
-    """`compute()`, remembered for this store, state of the log and key (LRU, CACHE_SECONDS)."""
+    """`compute()`, remembered for this store, state of the log and key (LRU, CACHE_SECONDS);
+    with `compute=None` only a remembered value (or None)."""
     full = (id(ctx.store), _log_state(ctx.store), *key)
     now = time.monotonic()
     with _cache_lock:
@@ -57,6 +58,8 @@ def cached(ctx: views.ViewContext, key: tuple, compute):
         if hit is not None and now - hit[0] < CACHE_SECONDS:
             _cache.move_to_end(full)
             return hit[1]
+    if compute is None:
+        return None
     value = compute()
     with _cache_lock:
         _cache[full] = (now, value)
@@ -95,8 +98,10 @@ def journeys(
     start: dt.datetime | None = None,
     end: dt.datetime | None = None,
     funnel: list[str] | None = None,
-) -> dict:
-    """The journey map (`journey_map`, as `panorama journeys`) for a segment name and [start, end)."""
+    only_cached: bool = False,
+) -> dict | None:
+    """The journey map (`journey_map`, as `panorama journeys`) for a segment name and [start, end);
+    InputError for a selector that cannot be used; with `only_cached` None unless remembered."""
     from panorama.journeys.map import journey_map
 
     config = ctx.project.config
@@ -115,9 +120,12 @@ def journeys(
                 f"funnel: {step!r} is neither a stage ({', '.join(config.journeys.stages)}) "
                 "nor a mapped event"
             )
-    return cached(ctx, ("journeys", segment or None, start, end, tuple(funnel or ())),
-                  lambda: journey_map(ctx.store, config.journeys, segment=segment or None, start=start, end=end,
-                                      funnel=funnel))  # fmt: skip
+    def compute() -> dict:
+        return journey_map(ctx.store, config.journeys, segment=segment or None, start=start, end=end,
+                           funnel=funnel)  # fmt: skip
+
+    key = ("journeys", segment or None, start, end, tuple(funnel or ()))
+    return cached(ctx, key, None if only_cached else compute)
 
 
 def _hours_text(x: float | None) -> str:
@@ -306,23 +314,38 @@ def add_ui_routes(app: FastAPI) -> None:
         end: Annotated[str, Query(alias="to", max_length=40)] = "",
         funnel: Annotated[str, Query(max_length=1000)] = "",
     ) -> Response:
+        """The selectors at once; the map inline when remembered, else loaded by HTMX from
+        /journeys/map (a map takes seconds on a large log)."""
         ctx = context(request, principal)
         config = ctx.project.config
         form = {"segment": segment, "from": start, "to": end,
                 "funnel": funnel or ", ".join(config.journeys.funnel or config.journeys.stages)}  # fmt: skip
+        values = {"form": form, "segments": list(config.segments), "hours": _hours_text,
+                  "map_url": "/journeys/map" + (f"?{request.url.query}" if request.url.query else "")}  # fmt: skip
         try:
-            m = journeys(
-                ctx,
-                segment or None,
-                parse_day(start, "from"),
-                parse_day(end, "to"),
-                parse_steps(funnel),
-            )
+            args = (segment or None, parse_day(start, "from"), parse_day(end, "to"), parse_steps(funnel))
+            m = journeys(ctx, *args, only_cached=True)
         except InputError as exc:
-            return page(request, "journeys.html", principal, "journeys", m=None, figs={}, form=form,
-                        segments=list(config.segments), error=str(exc), status=400)  # fmt: skip
-        return page(request, "journeys.html", principal, "journeys", m=m, figs=journey_figures(m), form=form,
-                    segments=list(config.segments), hours=_hours_text)  # fmt: skip
+            return page(request, "journeys.html", principal, "journeys", m=None, figs={}, error=str(exc),
+                        status=400, **values)  # fmt: skip
+        return page(request, "journeys.html", principal, "journeys", m=m, figs=journey_figures(m) if m else {},
+                    **values)  # fmt: skip
+
+    @app.get("/journeys/map", include_in_schema=False)
+    def journeys_map_partial(
+        request: Request,
+        principal: UiPrincipal,
+        segment: Annotated[str, Query(max_length=200)] = "",
+        start: Annotated[str, Query(alias="from", max_length=40)] = "",
+        end: Annotated[str, Query(alias="to", max_length=40)] = "",
+        funnel: Annotated[str, Query(max_length=1000)] = "",
+    ) -> Response:
+        ctx = context(request, principal)
+        try:
+            m = journeys(ctx, segment or None, parse_day(start, "from"), parse_day(end, "to"), parse_steps(funnel))
+        except InputError as exc:
+            return page(request, "_journey_map.html", principal, m=None, figs={}, error=str(exc), status=400)
+        return page(request, "_journey_map.html", principal, m=m, figs=journey_figures(m), hours=_hours_text)
 
     @app.get("/experiments", include_in_schema=False)
     def experiments_page(request: Request, principal: UiPrincipal) -> Response:
