@@ -79,6 +79,20 @@ def _index_events_sql(store: Store) -> str | None:
     )
 
 
+def _index_catalog(store: Store, catalog: Catalog) -> Catalog | None:
+    """`catalog` reading events and the golden record's attributes from the read index."""
+    events = _index_events_sql(store)
+    if events is None or not store.table_exists("ui_profiles"):
+        return None
+    sources = []
+    for source in catalog.sources:
+        if source.name == "profile" and source.exprs:  # attributes from a JSON column
+            source = replace(source, sql="SELECT profile_id, attributes FROM ui_profiles",
+                             filtered_sql=None, aggregates={}, events_sql=None)  # fmt: skip
+        sources.append(source)
+    return replace(catalog, events_sql=events, sources=sources)
+
+
 def _sample_ids(store: Store, catalog: Catalog, size: int) -> tuple[str | None, int | None]:
     """A random sample of profile ids from the read index, when its ids are the catalog's
     (both come from identity resolution) and it lists more than `size` profiles."""
@@ -113,10 +127,10 @@ def preview(store: Store, catalog: Catalog, expression: str, now: datetime | Non
         return Preview(expression, False, str(exc), seconds=time.perf_counter() - started)
     ids_sql, total = _sample_ids(store, catalog, sample_profiles)
     sql = evaluation_sql(catalog, {"_preview": compiled}, ids_sql, now or utcnow())
-    if ids_sql is not None and compiled.events and (events := _index_events_sql(store)):
-        # the sample's events from the read index (a minute or two behind the log at most)
-        fast = evaluation_sql(replace(catalog, events_sql=events), {"_preview": compiled}, ids_sql,
-                              now or utcnow())  # fmt: skip
+    if ids_sql is not None and (fast_catalog := _index_catalog(store, catalog)) is not None:
+        # the sample's events and golden attributes from the read index (a minute or two
+        # behind the log at most) instead of identity's views over the whole log
+        fast = evaluation_sql(fast_catalog, {"_preview": compiled}, ids_sql, now or utcnow())
         try:
             store.execute(f"EXPLAIN {fast}").fetchall()
             sql = fast
