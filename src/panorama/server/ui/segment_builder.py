@@ -9,7 +9,9 @@ backfills the segment and evaluates it in real time from then on.
 
 from __future__ import annotations
 
+import logging
 import re
+import threading
 from typing import Annotated
 from urllib.parse import quote
 
@@ -22,6 +24,8 @@ from panorama.server.ui.routes import context, guard, page
 from panorama.server.ui.search import profile_cards
 
 MEMBERS_PAGE = 100
+SAVE_WAIT = 15.0  # seconds a save waits for the segment's first evaluation
+log = logging.getLogger("panorama.ui.segments")
 NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,62}")  # as panorama.config checks
 
 
@@ -143,11 +147,25 @@ def add_routes(app: FastAPI) -> None:
         runtime = _runtime(request)
         seconds = None
         if runtime is not None:
-            result = runtime.apply_config(config, [name])
-            seconds = result.seconds
+            done: dict = {}
+
+            def backfill() -> None:
+                try:
+                    done["result"] = runtime.apply_config(config, [name])
+                except Exception:  # the clock's next refresh retries it
+                    log.exception("segments: evaluating the saved segment %s failed", name)
+
+            # evaluate it over every profile; answer after SAVE_WAIT seconds at most (a large
+            # project: the page says it is still being evaluated)
+            worker = threading.Thread(target=backfill, name="panorama-segment-save", daemon=True)
+            worker.start()
+            worker.join(SAVE_WAIT)
+            seconds = done["result"].seconds if "result" in done else "pending"
         auth_service(request).audit(principal, "segment_saved", None,
                                     {"segment": name, "expression": expression}, client_ip(request))  # fmt: skip
-        note = "saved" + (f"-{seconds:.2f}" if seconds is not None else "")
+        note = "saved" + (
+            f"-{seconds:.2f}" if isinstance(seconds, float) else f"-{seconds}" if seconds else ""
+        )
         return RedirectResponse(f"/segments/{quote(name, safe='')}?saved={note}", 303)
 
     @app.get("/segments/{name}/export.csv", include_in_schema=False)
@@ -192,13 +210,18 @@ def add_routes(app: FastAPI) -> None:
         runtime = _runtime(request)
         error = runtime.segset.errors.get(name) if runtime is not None else None
         seconds = None
-        if saved and saved.startswith("saved-"):
+        # the first evaluation of this definition has not finished yet
+        state = request.app.state.panorama.store.execute(
+            "SELECT refreshed_at IS NULL OR refreshed_at < updated_at FROM segment_definitions "
+            "WHERE segment = ?", [name]).fetchone()  # fmt: skip
+        pending = bool(saved) and (state is None or bool(state[0]))
+        if saved and saved.startswith("saved-") and not pending:
             try:
                 seconds = float(saved.removeprefix("saved-"))
             except ValueError:
                 seconds = None
         return page(request, "segment.html", principal, "segments", seg_name=name, seg=seg, members=members,
                     total=total, limit=limit, triggers=triggers_for(config, name), seg_error=error,
-                    saved=bool(saved), saved_seconds=seconds, can_edit=principal.can("segments.edit"),
+                    saved=bool(saved), saved_seconds=seconds, pending=pending, can_edit=principal.can("segments.edit"),
                     ref=reference(_catalog(request)) if principal.can("segments.edit") else None,
                     expression=seg.where, description=seg.description or "", existing=True, pv=None)  # fmt: skip
