@@ -166,18 +166,24 @@ def journey_figures(m: dict) -> dict:
                     f"{lab} median {_hours_text(f['median_hours_from_previous'])}, p90 "
                     f"{_hours_text(f['p90_hours_from_previous'])}" for lab, f in zip(labels, gaps, strict=True)),
                 barmode="group", yaxis={"title": {"text": "hours"}, "type": "log"},
-                legend={"orientation": "h", "y": -0.3},
+                legend={"orientation": "h", "y": -0.45}, height=300, margin={"l": 48, "r": 12, "t": 8, "b": 90},
             )  # fmt: skip
     touch = m["touchpoints"]
-    names = sorted({r["touchpoint"] or "(none)" for rows in touch.values() for r in rows})
+    # the eight touchpoints with most events; the rest together (plotly's palette has ten colours)
+    totals: dict[str, int] = {}
+    for rows in touch.values():
+        for r in rows:
+            totals[r["touchpoint"] or "(none)"] = totals.get(r["touchpoint"] or "(none)", 0) + r["events"]
+    top = sorted(totals, key=lambda k: (-totals[k], k))[:8]
+    names = top + (["other"] if len(totals) > len(top) else [])
     if names:
         stages = [s for s in m["stage_order"] if touch.get(s)]
         traces = []
         for name in names:
-            ys = [
-                next((r["events"] for r in touch[s] if (r["touchpoint"] or "(none)") == name), 0)
-                for s in stages
-            ]
+            ys = [sum(r["events"] for r in touch[s]
+                      if ((r["touchpoint"] or "(none)") == name or (name == "other" and (r["touchpoint"] or "(none)")
+                                                                     not in top)))
+                  for s in stages]  # fmt: skip
             traces.append({"type": "bar", "name": name, "x": stages, "y": ys})
         figs["touchpoints"] = _fig(
             traces, "Touchpoints per stage (events): " + "; ".join(
@@ -258,6 +264,14 @@ def _pct(x: float | None) -> str:
     return "-" if x is None else f"{x:+.1%}"
 
 
+def _lift_range(cmps: list[dict]) -> list[float]:
+    """An x range that always shows zero (no effect) beside the intervals."""
+    lo = min([0.0] + [c["rel_ci"][0] for c in cmps if c["rel_ci"][0] is not None])
+    hi = max([0.0] + [c["rel_ci"][1] for c in cmps if c["rel_ci"][1] is not None])
+    pad = 0.08 * (hi - lo or 1.0)
+    return [lo - pad, hi + pad]
+
+
 def experiment_figures(data: dict) -> dict:
     figs = {}
     for i, item in enumerate(data["experiments"]):
@@ -294,7 +308,7 @@ def experiment_figures(data: dict) -> dict:
                     for c in cmps),
                 height=90 + 40 * len(cmps), margin={"l": 130, "r": 20, "t": 8, "b": 40},
                 xaxis={"tickformat": "+.0%", "zeroline": True, "zerolinewidth": 2, "zerolinecolor": "#1c2430",
-                       "title": {"text": f"relative lift vs {r['control']}"}},
+                       "range": _lift_range(cmps), "title": {"text": f"relative lift vs {r['control']}"}},
             )  # fmt: skip
     return figs
 
