@@ -22,6 +22,12 @@ STEPS = (
     ("evaluate segments", "panorama.segments.commands:refresh"),
 )
 SERVE = "panorama.server.commands:serve"
+# Steps that follow `engine:` in panorama.yaml (duckdb: the commands above; spark: docs/scale.md).
+ENGINE_STEPS = {
+    "resolve identities": "panorama.scale.commands:unify",
+    "compute traits": "panorama.scale.commands:compute",
+    "evaluate segments": "panorama.scale.commands:segments",
+}
 
 
 @dataclass(frozen=True)
@@ -40,7 +46,7 @@ def steps() -> list[Step]:
     """The pipeline's steps that exist in this version, in order."""
     found = []
     for title, target in STEPS:
-        fn = _resolve(target)
+        fn = _resolve(ENGINE_STEPS.get(title, target)) or _resolve(target)
         if fn is not None:
             found.append(Step(title, lambda d, fn=fn: fn(project=d)))
     return found
