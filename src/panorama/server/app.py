@@ -142,7 +142,8 @@ def create_app(project: Project | Path | str, *, tuning: Tuning | None = None,
 # Real-time stages started with the server, in stage order (`panorama.ingest.hooks`): each
 # module's `start(state)` registers its hooks, starts its threads and returns a handle with
 # `stop()`, called at shutdown after the writer has drained. Modules not built yet are skipped.
-REALTIME_MODULES = ("panorama.segments.realtime", "panorama.privacy.consent", "panorama.activate.worker")
+REALTIME_MODULES = ("panorama.scale.realtime", "panorama.segments.realtime", "panorama.privacy.consent",
+                    "panorama.activate.worker")  # fmt: skip
 
 
 # Modules that add REST routes of their own (`install(app)`); absent ones are skipped.
