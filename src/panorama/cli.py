@@ -357,6 +357,7 @@ COMMAND_MODULES = (
     "panorama.experiments.commands",
     "panorama.auth.commands",
     "panorama.privacy.commands",
+    "panorama.scale.commands",
 )
 
 
