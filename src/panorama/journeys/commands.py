@@ -31,8 +31,9 @@ def _h(x) -> str:
     return f"{x * 60:.0f} min" if x < 1 else (f"{x:.1f} h" if x < 48 else f"{x / 24:.1f} d")
 
 
-journeys_app = typer.Typer(help="The journey map; `export` writes the event log for process mining.",
-                           invoke_without_command=True)
+journeys_app = typer.Typer(help="The journey map: stages, flows, funnel, time between stages, touchpoints, "
+                                "paths, stalls; `export` writes the event log for process mining.",
+                           invoke_without_command=True)  # fmt: skip
 
 
 @journeys_app.callback()
