@@ -14,6 +14,7 @@ demo's truth.
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 import subprocess
 import sys
@@ -27,6 +28,14 @@ def _rss_mb() -> tuple[float, float]:
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     return own, children
+
+
+def _cpu_seconds() -> float:
+    """User + system CPU time of this process and its finished children (the normalising
+    workers): on a shared machine this, unlike wall time, does not depend on the load."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def prepare(directory: Path, customers: int, seed: int) -> None:
@@ -75,12 +84,16 @@ def main(argv: list[str]) -> int:
         )
         print(f"{customers:,} customers: {rows:,} records and events in the log")
         for label in ("unify (first run)", "unify (again: ids kept)"):
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), _cpu_seconds()
             stats = unify(store, project)
             wall = time.perf_counter() - started
+            cpu = _cpu_seconds() - cpu
             own, children = _rss_mb()
-            print(f"\n{label}: {wall:,.1f} s wall, {rows / wall:,.0f} rows/s, "
-                  f"peak RSS {own:,.0f} MB (normalising workers {children:,.0f} MB)")  # fmt: skip
+            load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+            print(f"\n{label}: {wall:,.1f} s wall, {rows / wall:,.0f} rows/s, {cpu:,.1f} s CPU "
+                  f"(rate per CPU second {rows / cpu:,.0f}), peak RSS {own:,.0f} MB; largest child "
+                  f"process {children:,.0f} MB (the normalising workers, or the ingest when it ran "
+                  f"here); load average {load}")  # fmt: skip
             print("  stages: " + ", ".join(f"{k} {v:.1f}" for k, v in stats.seconds.items()))
             print(f"  signatures {stats.sigs:,}, identifiers {stats.nodes:,} ({stats.shared:,} shared), "
                   f"links {stats.links:,} ({stats.refused:,} refused), splink pairs {stats.splink_pairs:,}, "
