@@ -236,3 +236,26 @@ def test_sampled_count_reads_attributes_from_the_read_index(ui_server, monkeypat
     sampled = preview(ui_server.store, catalog, "city = 'Leeds'", sample_profiles=2)
     assert sampled.sampled == 2 and sampled.profiles == 3  # the read index's profiles
     assert (sampled.members, sampled.sample) in ((2, [ann]), (0, []))
+
+
+def test_rest_api_checks_an_expression_like_the_builder(ui_server):
+    marketing = ui_server.api("marketing")
+    ok = marketing.get(
+        "/api/v1/segments/check", params={"expression": "performed('Order Completed') >= 1"}
+    )
+    assert ok.status_code == 200, ok.text
+    body = ok.json()
+    from panorama.segments.editor import preview
+
+    same = preview(ui_server.store, _catalog(ui_server), "performed('Order Completed') >= 1")
+    assert body["valid"] and body["members"] == same.members >= 1 and body["estimated_from"] is None
+    assert body["profiles"] == same.profiles and body["sample"] == same.sample
+    typo = marketing.get("/api/v1/segments/check", params={"expression": "last_sen_at IS NULL"})
+    assert typo.status_code == 200 and not typo.json()["valid"]
+    assert "did you mean last_seen_at" in typo.json()["error"] and typo.json()["members"] is None
+    assert (
+        ui_server.api("support")
+        .get("/api/v1/segments/check", params={"expression": "true"})
+        .status_code
+        == 403
+    )
