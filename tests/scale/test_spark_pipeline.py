@@ -42,18 +42,6 @@ def project(tmp_path_factory):
         store.close()
 
 
-@pytest.fixture(scope="module")
-def spark(tmp_path_factory):
-    from panorama.scale.engine import session
-
-    scratch = tmp_path_factory.mktemp("spark-scratch")
-    s = session(master="local[2]", small=True, local_dir=str(scratch))
-    try:
-        yield s
-    finally:
-        s.stop()
-
-
 def _norm(v):
     import pandas as pd
 

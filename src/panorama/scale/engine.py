@@ -11,7 +11,9 @@ expressions) runs on Spark unchanged by being handed this cursor.
 
 from __future__ import annotations
 
+import os
 import re
+import sys
 
 import sqlglot
 from sqlglot import exp
@@ -94,6 +96,11 @@ def session(
         # partition values (date=..., source=...) stay text, as written
         .config("spark.sql.sources.partitionColumnTypeInference.enabled", "false")
     )
+    if master.startswith("local"):
+        # Python workers (mapInPandas scoring) run this interpreter, with its packages; on a
+        # cluster, set spark.pyspark.python (or PYSPARK_PYTHON) to the executors' environment
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+        builder = builder.config("spark.pyspark.python", os.environ["PYSPARK_PYTHON"])
     if local_dir:
         builder = builder.config("spark.local.dir", local_dir).config(
             "spark.driver.extraJavaOptions", f"-Djava.io.tmpdir={local_dir}"

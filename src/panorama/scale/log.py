@@ -152,12 +152,24 @@ class MicroBatchWriter:
         self.flush()
 
 
-def spark_views(spark, path: str | Path) -> dict[str, int]:
-    """Register `events` and `records` (deduplicated) over the Parquet log; returns row counts."""
+def _empty(spark, store: Store, kind: str):
+    """An empty DataFrame with the log's columns (a kind that has no rows yet)."""
+    from pyspark.sql.pandas.types import from_arrow_schema
+
+    table = _prepare(kind, store.execute(f"SELECT * FROM {kind} LIMIT 0").to_arrow_table())
+    return spark.createDataFrame([], from_arrow_schema(table.schema))
+
+
+def spark_views(spark, path: str | Path, store: Store | None = None) -> dict[str, int]:
+    """Register `events` and `records` (deduplicated) over the Parquet log; returns row counts.
+    A kind with no file yet is an empty view with the store's columns (`store` needed)."""
     counts = {}
     keys = {"events": "message_id", "records": "source, record_id, row_hash"}
     for kind in ("events", "records"):
-        df = spark.read.option("basePath", f"{path}/{kind}").parquet(f"{path}/{kind}")
+        if store is not None and not any(Path(f"{path}/{kind}").rglob("*.parquet")):
+            df = _empty(spark, store, kind)
+        else:
+            df = spark.read.option("basePath", f"{path}/{kind}").parquet(f"{path}/{kind}")
         df.createOrReplaceTempView(f"_log_{kind}")
         cols = ", ".join(f"`{c}`" for c in df.columns if c != "date")
         dedup = spark.sql(f"""

@@ -128,7 +128,7 @@ def run(store: Store, project: Project, spark, *, as_of: dt.datetime | None = No
         plog.sync(store, root)
         lap("log to Parquet")
     export_identity(store, local / "_identity")
-    counts = plog.spark_views(spark, root)
+    counts = plog.spark_views(spark, root, store)
     _register_inputs(spark, local / "_identity")
     lap("read log")
 
@@ -260,7 +260,7 @@ def segments_on_spark(store: Store, project: Project, spark, now: dt.datetime | 
     root = log_path(project)
     local = Path(root) if not isinstance(root, str) else Path(project.root) / ".panorama-spark"
     derived = local / "_derived"
-    plog.spark_views(spark, root)
+    plog.spark_views(spark, root, store)
     export_identity(store, local / "_identity")
     _register_inputs(spark, local / "_identity")
     spark.read.parquet(str(derived / "profile_traits.parquet")).createOrReplaceTempView(
