@@ -146,6 +146,7 @@ class Extras:
 
     def train_cross_sell(self, as_of: dt.datetime) -> dict:
         h = self.cfg.cross_sell.horizon_days
+        t0 = time.perf_counter()
         frames = []
         for k in range(2):
             c = as_of - dt.timedelta(days=h * (k + 1))
@@ -161,6 +162,7 @@ class Extras:
             )
         data = pd.concat(frames, ignore_index=True)
         data = data[data["has_categories"]]
+        self.log(f"cross-sell: {len(frames)} training windows, {len(data):,} rows in {time.perf_counter() - t0:.1f} s")
         out = {}
         for target, kind in (("bought_new", "cross_sell"), ("bought_owned", "upsell")):
             y = data[target].to_numpy()
@@ -179,13 +181,16 @@ class Extras:
             b = M.fit_booster("binary", X[~va], y[~va], self.threads, X[va], y[va])
             rounds = max(int((b.best_iteration or b.num_trees()) * 1.25), 5)
             out[kind] = M.fit_booster("binary", X, y, self.threads, rounds=rounds)
+            self.log(f"{kind}: trained ({rounds} rounds) at {time.perf_counter() - t0:.1f} s")
         return out
 
     def score_cross_sell(
         self, as_of: dt.datetime, boosters: dict, drivers: bool = True
     ) -> dict[str, pd.DataFrame]:
+        t0 = time.perf_counter()
         df = self._xs_frame(as_of, 0, labels=False)
         df = df[df["has_categories"]].reset_index(drop=True)
+        self.log(f"cross-sell: {len(df):,} profiles to score, frame in {time.perf_counter() - t0:.1f} s")
         X = df[list(XS_COLUMNS)]
         out = {}
         h = self.cfg.cross_sell.horizon_days
@@ -215,6 +220,7 @@ class Extras:
                     )
                 ]
             out[kind] = s
+            self.log(f"{kind}: scored{' with drivers' if drivers else ''} at {time.perf_counter() - t0:.1f} s")
         return out
 
     # --- next purchase ---------------------------------------------------------------------
