@@ -313,6 +313,25 @@ def experiment_figures(data: dict) -> dict:
     return figs
 
 
+
+class JourneyQuery:
+    """The journey pages' selectors (segment, period, funnel steps) from the query string."""
+
+    def __init__(
+        self,
+        segment: Annotated[str, Query(max_length=200)] = "",
+        start: Annotated[str, Query(alias="from", max_length=40)] = "",
+        end: Annotated[str, Query(alias="to", max_length=40)] = "",
+        funnel: Annotated[str, Query(max_length=1000)] = "",
+    ):
+        self.segment, self.start, self.end, self.funnel = segment, start, end, funnel
+
+    def args(self) -> tuple:
+        """(segment, from, to, funnel steps) as `journeys` takes them; InputError if invalid."""
+        return (self.segment or None, parse_day(self.start, "from"), parse_day(self.end, "to"),
+                parse_steps(self.funnel))  # fmt: skip
+
+
 # -- routes -----------------------------------------------------------------------------------
 
 
@@ -323,22 +342,18 @@ def add_ui_routes(app: FastAPI) -> None:
     def journeys_page(
         request: Request,
         principal: UiPrincipal,
-        segment: Annotated[str, Query(max_length=200)] = "",
-        start: Annotated[str, Query(alias="from", max_length=40)] = "",
-        end: Annotated[str, Query(alias="to", max_length=40)] = "",
-        funnel: Annotated[str, Query(max_length=1000)] = "",
+        q: Annotated[JourneyQuery, Depends()],
     ) -> Response:
         """The selectors at once; the map inline when remembered, else loaded by HTMX from
         /journeys/map (a map takes seconds on a large log)."""
         ctx = context(request, principal)
         config = ctx.project.config
-        form = {"segment": segment, "from": start, "to": end,
-                "funnel": funnel or ", ".join(config.journeys.funnel or config.journeys.stages)}  # fmt: skip
+        form = {"segment": q.segment, "from": q.start, "to": q.end,
+                "funnel": q.funnel or ", ".join(config.journeys.funnel or config.journeys.stages)}  # fmt: skip
         values = {"form": form, "segments": list(config.segments), "hours": _hours_text,
                   "map_url": "/journeys/map" + (f"?{request.url.query}" if request.url.query else "")}  # fmt: skip
         try:
-            args = (segment or None, parse_day(start, "from"), parse_day(end, "to"), parse_steps(funnel))
-            m = journeys(ctx, *args, only_cached=True)
+            m = journeys(ctx, *q.args(), only_cached=True)
         except InputError as exc:
             return page(request, "journeys.html", principal, "journeys", m=None, figs={}, error=str(exc),
                         status=400, **values)  # fmt: skip
@@ -349,14 +364,11 @@ def add_ui_routes(app: FastAPI) -> None:
     def journeys_map_partial(
         request: Request,
         principal: UiPrincipal,
-        segment: Annotated[str, Query(max_length=200)] = "",
-        start: Annotated[str, Query(alias="from", max_length=40)] = "",
-        end: Annotated[str, Query(alias="to", max_length=40)] = "",
-        funnel: Annotated[str, Query(max_length=1000)] = "",
+        q: Annotated[JourneyQuery, Depends()],
     ) -> Response:
         ctx = context(request, principal)
         try:
-            m = journeys(ctx, segment or None, parse_day(start, "from"), parse_day(end, "to"), parse_steps(funnel))
+            m = journeys(ctx, *q.args())
         except InputError as exc:
             return page(request, "_journey_map.html", principal, m=None, figs={}, error=str(exc), status=400)
         return page(request, "_journey_map.html", principal, m=m, figs=journey_figures(m), hours=_hours_text)
