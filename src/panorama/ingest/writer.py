@@ -311,12 +311,8 @@ class GroupCommitWriter:
         if self.run_hooks and new.num_rows:
             try:
                 hooks.submit(self.store, new)
-            except Exception:
+            except Exception:  # hooks.run has logged which hook failed; the events stay stored
                 s.hook_errors += 1
-                log.exception(
-                    "a real-time hook failed on %d committed events (they stay stored)",
-                    new.num_rows,
-                )
 
     def _append(self, cur, jobs: list[_Job]) -> pa.Table:
         """Append the group in one transaction; returns the rows that were new to the log."""
