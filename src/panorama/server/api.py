@@ -254,6 +254,15 @@ def add_routes(app: FastAPI) -> None:  # noqa: C901 - one place that lists every
         data = dashboards.sources(_ctx(request, principal))
         return _json({"data": [s.__dict__ for s in data["status"]], "dead_letters": data["dead_letter_total"]})
 
+    @api.get(
+        "/server/memory",
+        summary="The server's memory: process RSS, Python heap, DuckDB's accounting by tag",
+    )
+    def server_memory(request: Request, principal: _principal("sources.view")) -> dict:
+        from panorama.server.status import memory_report
+
+        return memory_report(request.app.state.panorama.store)
+
 
 def install(app: FastAPI) -> None:
     add_routes(app)
