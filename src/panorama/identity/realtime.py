@@ -106,7 +106,7 @@ def on_events(store: Store, events: pa.Table) -> None:
     started = time.perf_counter()
     try:
         config = _config_for(store)
-        if config is None or not unified(store):
+        if config is None or not store.recent("identity.unified", 1.0, lambda: unified(store)):
             return  # no graph yet: `panorama unify` builds it from the log
         change = apply_events(store, config, events)
         pending = getattr(_local, "pending", set())

@@ -125,6 +125,7 @@ def unify(
         cur.execute("ROLLBACK")
         raise
     cur.execute("COMMIT")
+    store.forget_recent()
     return stats
 
 

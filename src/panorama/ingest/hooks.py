@@ -78,9 +78,16 @@ def submit(store: Store, events: pa.Table) -> None:
         worker.submit(events)
 
 
+# A pass over the hooks costs a few milliseconds of queries whatever its size: under load,
+# one pass per this many seconds (the batches committed meanwhile share it).
+MIN_PASS_INTERVAL = 0.1
+
+
 def start_background(store: Store) -> CoalescingWorker:
     """Run the hooks of this store's batches in a background thread (the server does)."""
-    worker = CoalescingWorker("panorama-realtime", lambda events: run(store, events)).start()
+    worker = CoalescingWorker(
+        "panorama-realtime", lambda events: run(store, events), min_interval=MIN_PASS_INTERVAL
+    ).start()
     _background[id(store)] = worker
     return worker
 

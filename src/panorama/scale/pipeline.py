@@ -204,6 +204,7 @@ def _load_back(
             [started_at, dt.datetime.now(dt.UTC).replace(tzinfo=None), as_of, plan.signature, out.profiles,
              out.events, sum(out.seconds.values()), orjson.dumps(params).decode()],
         )  # fmt: skip
+    store.forget_recent()
 
 
 def evaluate_segments(store: Store, project: Project, spark, directory: Path, now: dt.datetime):

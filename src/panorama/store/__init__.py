@@ -7,14 +7,18 @@ migrations, and turns DuckDB's lock error into a message that says what to do.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
 import duckdb
 
 from panorama.modules import optional_import
 from panorama.store.schema import MODULE_SCHEMAS, Migration
+
+T = TypeVar("T")
 
 
 class StoreError(Exception):
@@ -29,6 +33,22 @@ class Store:
         self.con = con
         self.read_only = read_only
         self._local = threading.local()
+        self._recent: dict[str, tuple[float, object]] = {}
+
+    def recent(self, key: str, seconds: float, compute: Callable[[], T]) -> T:
+        """`compute()`, reused for `seconds` (for checks that real-time hooks would otherwise
+        run on every micro-batch: does a table exist yet, which run is the latest)."""
+        now = time.monotonic()
+        hit = self._recent.get(key)
+        if hit is not None and now - hit[0] < seconds:
+            return hit[1]
+        value = compute()
+        self._recent[key] = (now, value)
+        return value
+
+    def forget_recent(self) -> None:
+        """After a batch run changed what `recent` checks (a traits run, a unify)."""
+        self._recent.clear()
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
         """A cursor for the calling thread (DuckDB connections are not shared across threads)."""

@@ -139,6 +139,7 @@ def compute(
                  plan.signature, profiles, events, seconds, orjson.dumps({**result.parameters.to_json(), 'traits': traits_to_json(plan.traits)}).decode()],
             ).fetchone()[0]  # fmt: skip
         result.seconds["write tables"] = time.perf_counter() - t
+        store.forget_recent()
         if log:
             log(f"write tables: {result.seconds['write tables']:.2f} s")
     finally:

@@ -72,20 +72,22 @@ class _Context:
 
 
 _cache: dict[str, _Context] = {}
+# A finished `traits compute` is picked up by the hook within this many seconds.
+CHECK_SECONDS = 1.0
 _lock = threading.Lock()
 
 
 def _context(store: Store) -> _Context | None:
     from panorama.traits.batch import latest_run
 
-    run = latest_run(store)
+    run = store.recent("traits.latest_run", CHECK_SECONDS, lambda: latest_run(store))
     if run is None:
         stats.skip_reason = "no batch run yet (panorama traits compute)"
         return None
     if run["parameters"].point_in_time:
         stats.skip_reason = f"the latest run ({run['id']}) is point-in-time (--as-of)"
         return None
-    if not store.table_exists("trait_state"):
+    if not store.recent("traits.state", CHECK_SECONDS, lambda: store.table_exists("trait_state")):
         stats.skip_reason = "no trait_state table"
         return None
     key = f"{store.path}:{run['id']}"

@@ -202,6 +202,7 @@ def compute_on_spark(store: Store, config: ProjectConfig, as_of: dt.datetime | N
                 [started_at, dt.datetime.now(dt.UTC).replace(tzinfo=None), as_of, point_in_time, plan.signature,
                  profiles, events, seconds, orjson.dumps(params).decode()],
             ).fetchone()[0]  # fmt: skip
+        store.forget_recent()
     finally:
         if own:
             spark.stop()
