@@ -44,6 +44,17 @@ def events_table(rows: Sequence[dict]) -> pa.Table:
     return pa.Table.from_pylist(list(rows), schema=EVENT_SCHEMA)
 
 
+def events_table_from_values(rows: Sequence[tuple]) -> pa.Table:
+    """The table of `normalize_values` tuples (columns built at once, no dict per row)."""
+    if not rows:
+        return EVENT_SCHEMA.empty_table()
+    columns = zip(*rows, strict=True)
+    return pa.Table.from_arrays(
+        [pa.array(values, type=f.type) for f, values in zip(EVENT_SCHEMA, columns, strict=True)],
+        schema=EVENT_SCHEMA,
+    )
+
+
 def append_events(cur: duckdb.DuckDBPyConnection, batch: pa.Table | Sequence[dict]) -> int:
     """Insert event rows not yet in the log; returns how many were new."""
     table = batch if isinstance(batch, pa.Table) else events_table(batch)

@@ -30,7 +30,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from panorama.ingest import hooks
-from panorama.ingest.log import DeadLetter, append_dead_letters, events_table, utcnow
+from panorama.ingest.log import (
+    DeadLetter,
+    append_dead_letters,
+    events_table,
+    events_table_from_values,
+    utcnow,
+)
 from panorama.ingest.segment import EVENT_COLUMNS
 from panorama.store import Store
 
@@ -44,7 +50,9 @@ _INSERT_NEW = (
     f"INSERT OR IGNORE INTO events ({_COLUMNS}) SELECT {_COLUMNS} FROM _group_events "
     "RETURNING message_id"
 )
-Rows = Sequence[dict] | pa.Table
+# dicts or `normalize_values` tuples (one kind per submission), or a table of EVENT_SCHEMA
+Rows = Sequence[dict] | Sequence[tuple] | pa.Table
+_SOURCE = EVENT_COLUMNS.index("source")
 
 
 class WriterClosed(RuntimeError):
@@ -377,7 +385,7 @@ class GroupCommitWriter:
                     self._run_for(item["values"]).read += item["counts"]
             else:
                 for row in job.rows:
-                    self._run_for(row["source"]).read += 1
+                    self._run_for(row[_SOURCE] if isinstance(row, tuple) else row["source"]).read += 1
             for letter in job.dead:
                 run = self._run_for(letter.source or "(unknown)")
                 run.read += 1
@@ -426,11 +434,14 @@ _EMPTY = pa.table({})
 
 
 def _group_table(jobs: list[_Job]) -> pa.Table | None:
-    """One table of the group's rows: callers' tables as they are, dict rows converted once."""
+    """One table of the group's rows: callers' tables as they are, other rows converted once."""
     tables = [j.rows for j in jobs if isinstance(j.rows, pa.Table) and j.rows.num_rows]
-    dicts = [row for j in jobs if not isinstance(j.rows, pa.Table) for row in j.rows]
-    if dicts:
-        tables.append(events_table(dicts))
+    loose = [row for j in jobs if not isinstance(j.rows, pa.Table) for row in j.rows]
+    values = [row for row in loose if isinstance(row, tuple)]
+    if values:
+        tables.append(events_table_from_values(values))
+    if len(values) < len(loose):
+        tables.append(events_table([row for row in loose if not isinstance(row, tuple)]))
     if not tables:
         return None
     return tables[0] if len(tables) == 1 else pa.concat_tables(tables)

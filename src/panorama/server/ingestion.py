@@ -2,7 +2,8 @@
 
 The hot path is lean on purpose: raw body bytes (gunzipped when labelled gzip *or* when they
 start with gzip's magic bytes, as some clients mislabel them), orjson, the shared Segment
-validation (`panorama.ingest.segment.normalize_message`), then the group-commit writer.
+validation (`panorama.ingest.segment.normalize_values`: one tuple per event, turned into
+Arrow columns at once), then the group-commit writer.
 No pydantic models on the way in; the OpenAPI schema is declared for /docs only.
 
 Answers: 200 `{"success": true}` only after the events are committed; a batch whose envelope
@@ -24,8 +25,14 @@ from datetime import datetime
 import orjson
 
 from panorama.ingest.keys import KeyRing, WriteKey
-from panorama.ingest.log import DeadLetter, events_table, utcnow
-from panorama.ingest.segment import MAX_MESSAGE_BYTES, MessageError, normalize_message, parse_time
+from panorama.ingest.log import DeadLetter, events_table_from_values, utcnow
+from panorama.ingest.segment import (
+    EVENT_COLUMNS,
+    MAX_MESSAGE_BYTES,
+    MessageError,
+    normalize_values,
+    parse_time,
+)
 from panorama.ingest.writer import GroupCommitWriter, WriterClosed
 from panorama.modules import optional_import
 
@@ -152,9 +159,10 @@ def basic_auth_key(authorization: str | None) -> str | None:
 
 @dataclass
 class Outcome:
-    """What a request produced: rows to store, dead letters, and the rejections to report."""
+    """What a request produced: rows to store (`normalize_values` tuples), dead letters, and
+    the rejections to report."""
 
-    rows: list[dict]
+    rows: list[tuple]
     dead: list[DeadLetter]
     rejected: list[dict]
 
@@ -220,13 +228,15 @@ class Ingestor:
             else:
                 outcome = self._single(payload, kind, path, key.source, received_at)
             if _guard is not None and _guard.count(self.keys.store):
-                outcome.rows, _ = _guard.screen_rows(self.keys.store, outcome.rows)
+                dicts = [dict(zip(EVENT_COLUMNS, row, strict=True)) for row in outcome.rows]
+                kept, _ = _guard.screen_rows(self.keys.store, dicts)
+                outcome.rows = [tuple(row.values()) for row in kept]
                 outcome.dead = _guard.screen_raw(self.keys.store, outcome.dead, _guard.dead_letter_pairs)
             if outcome.rows or outcome.dead:
                 # Build the Arrow table here, not in the writer thread (the serial part): the
-                # writer only concatenates. Single events go as dicts, converted once per group.
+                # writer only concatenates. Single events go as tuples, converted once per group.
                 rows = (
-                    events_table(outcome.rows)
+                    events_table_from_values(outcome.rows)
                     if len(outcome.rows) >= TABLE_MIN_ROWS
                     else outcome.rows
                 )
@@ -264,7 +274,7 @@ class Ingestor:
         if stated is None:
             message["type"] = kind
         try:
-            row = normalize_message(
+            row = normalize_values(
                 message, source=source, received_at=received_at, correct_skew=True
             )
         except MessageError as exc:
@@ -312,7 +322,7 @@ class Ingestor:
             if context and isinstance(message.get("context", {}), dict):
                 message["context"] = {**context, **(message.get("context") or {})}
             try:
-                rows.append(normalize_message(message, source=source, received_at=received_at,
+                rows.append(normalize_values(message, source=source, received_at=received_at,
                                               correct_skew=True, batch_sent_at=sent_at))  # fmt: skip
             except MessageError as exc:
                 self._reject(message, index, source, exc.field, exc.reason, outcome)
