@@ -22,6 +22,10 @@ def test_memory_report_reads_the_process_python_and_duckdb(ui_server):
     assert duckdb["by_tag_mb"] and all(v > 0 for v in duckdb["by_tag_mb"].values())
     assert duckdb["total_mb"] == pytest.approx(sum(duckdb["by_tag_mb"].values()), abs=0.1)
     assert duckdb["limit"].endswith("B") and duckdb["database_size"].endswith("B")
+    # DuckDB allocates from its bundled jemalloc: what it holds covers what DuckDB accounts for
+    alloc = body["allocators"]
+    assert alloc["jemalloc_resident_mb"] >= alloc["jemalloc_allocated_mb"] > 0
+    assert alloc["malloc_in_use_mb"] > 0 and alloc["malloc_free_mb"] >= 0
 
 
 def test_memory_report_needs_sources_view(ui_server):

@@ -1,10 +1,13 @@
 """Where the serving process's memory is: the process (RSS, anonymous and file-backed), the
-Python heap (allocated blocks, objects the collector tracks) and DuckDB's own accounting
-(`duckdb_memory()` by tag, `pragma database_size`). Read by GET /api/v1/server/memory
+Python heap (allocated blocks, objects the collector tracks), DuckDB's own accounting
+(`duckdb_memory()` by tag, `pragma database_size`) and the two allocators under them: the
+jemalloc DuckDB links (what it allocated, what it holds resident, freed pages included) and
+glibc's malloc (Python's large objects, NumPy/pandas buffers: in use and free-but-held). Read by GET /api/v1/server/memory
 and by `bench/soak.py`, which samples it under load to tell data growth from a leak."""
 
 from __future__ import annotations
 
+import ctypes
 import gc
 import os
 import sys
@@ -38,6 +41,48 @@ def python_memory() -> dict[str, int]:
             "gc_frozen": gc.get_freeze_count()}  # fmt: skip
 
 
+def allocators() -> dict[str, float]:
+    """MB held by the allocators (Linux, glibc and DuckDB's bundled jemalloc; empty elsewhere).
+
+    `jemalloc_*`: DuckDB's allocator — `allocated` is live, `resident` what it keeps in RAM
+    (dirty pages it has not returned yet included: `allocator_flush_threshold`).
+    `malloc_*`: glibc — `in_use` live blocks, `free` freed but still held by its arenas."""
+    out: dict[str, float] = {}
+    try:
+        import _duckdb  # the extension module, which exports its jemalloc's mallctl
+
+        mallctl = ctypes.CDLL(_duckdb.__file__).duckdb_je_mallctl
+        size = ctypes.c_size_t(8)
+        epoch = ctypes.c_uint64(1)  # refreshes jemalloc's cached statistics
+        mallctl(b"epoch", ctypes.byref(epoch), ctypes.byref(size), ctypes.byref(epoch), 8)
+        for name in ("allocated", "active", "resident", "retained"):
+            value, size = ctypes.c_size_t(0), ctypes.c_size_t(8)
+            if (
+                mallctl(f"stats.{name}".encode(), ctypes.byref(value), ctypes.byref(size), None, 0)
+                == 0
+            ):
+                out[f"jemalloc_{name}_mb"] = round(value.value / MB, 1)
+    except (ImportError, OSError, AttributeError):
+        pass
+    try:
+
+        class MallInfo2(ctypes.Structure):
+            _fields_ = [(n, ctypes.c_size_t) for n in ("arena", "ordblks", "smblks", "hblks", "hblkhd",
+                        "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]  # fmt: skip
+
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallinfo2.restype = MallInfo2
+        info = libc.mallinfo2()
+        out["malloc_in_use_mb"] = round((info.uordblks + info.hblkhd) / MB, 1)
+        out["malloc_free_mb"] = round(info.fordblks / MB, 1)
+    except (OSError, AttributeError):
+        pass
+    pa = sys.modules.get("pyarrow")
+    if pa is not None:
+        out["arrow_mb"] = round(pa.total_allocated_bytes() / MB, 1)
+    return out
+
+
 def duckdb_memory(store: Store) -> dict[str, Any]:
     """DuckDB's accounting: memory by tag (non-zero tags), the total, its limit, the file."""
     cur = store.cursor()
@@ -55,4 +100,4 @@ def duckdb_memory(store: Store) -> dict[str, Any]:
 
 def memory_report(store: Store) -> dict[str, Any]:
     return {"pid": os.getpid(), "process": process_memory(), "python": python_memory(),
-            "duckdb": duckdb_memory(store)}  # fmt: skip
+            "duckdb": duckdb_memory(store), "allocators": allocators()}  # fmt: skip
