@@ -19,10 +19,10 @@ import duckdb
 import orjson
 
 from panorama.config import Project, SourceConfig
-from panorama.ingest import readers
+from panorama.ingest import bulk, readers
 from panorama.ingest.log import DeadLetter, append_dead_letters, append_events, events_table, utcnow
 from panorama.ingest.readers import LINE, Chunk, ReadError
-from panorama.ingest.segment import MessageError, normalize_message
+from panorama.ingest.segment import EVENT_COLUMNS, MessageError, normalize_message
 from panorama.modules import optional_import
 from panorama.store import Store
 from panorama.store.schema import NUMERIC_PROPERTIES, PROMOTED_PROPERTIES
@@ -277,22 +277,65 @@ class _Loader:
             if progress:
                 progress(self.result.rows_read, expected)
 
+    def segment_lines(self, chunks: Iterator[readers.LineChunk], progress: Progress | None, expected: int) -> None:
+        """A JSON-lines file of Segment messages in bulk (see ingest/bulk.py): the plain
+        messages in one SQL pass per chunk, the others through `normalize_message`."""
+        stage = None
+        for chunk in chunks:
+            if stage is None:
+                stage = bulk.stage_sql(self.name)
+            now = utcnow()
+            with self.store.transaction() as tx:
+                tx.register("_seg_lines", chunk.table)
+                tx.execute(f"CREATE OR REPLACE TEMP TABLE _seg_checked AS {stage}", {"now": now})
+                tx.unregister("_seg_lines")
+                slow_lines = [r[0] for r in tx.execute(
+                    "SELECT line FROM _seg_checked WHERE NOT _eligible ORDER BY line").fetchall()]  # fmt: skip
+                tx.execute("DELETE FROM _seg_checked WHERE NOT _eligible")
+                raws = dict(zip(chunk.lines, chunk.raw, strict=True)) if slow_lines else {}
+                slow = [(n, readers.parse_json_line(n, raws[n])) for n in slow_lines]
+                slow += [(b.line, b) for b in chunk.bad]
+                rows, bad = self._messages(sorted(slow, key=lambda item: item[0]), now)
+                if _guard is not None:
+                    _guard.screen_checked(tx, self.store, "_seg_checked", "_screen")
+                    rows, _ = _guard.screen_rows(self.store, rows)
+                    bad = _guard.screen_raw(self.store, bad, _guard.dead_letter_pairs)
+                fast = tx.execute("SELECT count(*) FROM _seg_checked").fetchone()[0]
+                tx.register("_seg_slow", events_table(rows))
+                columns = ", ".join(f'"{c}"' for c in EVENT_COLUMNS)
+                loaded = tx.execute(
+                    f"INSERT OR IGNORE INTO events ({columns}) SELECT {columns} FROM ("
+                    f"SELECT * EXCLUDE (_eligible, _screen), {_lit(self.file)} AS file FROM _seg_checked "
+                    f"UNION ALL BY NAME SELECT * FROM _seg_slow) ORDER BY line"
+                ).fetchone()[0]
+                tx.unregister("_seg_slow")
+                tx.execute("DROP TABLE _seg_checked")
+                self._reject(tx, bad)
+            good = fast + len(rows)
+            self._count(len(chunk.lines) + len(chunk.bad), loaded, good - loaded, len(bad))
+            if progress:
+                progress(self.result.rows_read, expected)
+
+    def _messages(self, batch, now) -> tuple[list[dict], list[DeadLetter]]:
+        """Segment messages → (log rows, dead letters), one `normalize_message` each."""
+        rows, bad = [], []
+        for line, obj in batch:
+            if isinstance(obj, readers.BadRow):
+                bad.append(DeadLetter(self.name, obj.reason, obj.raw, self.file, line, obj.field))
+                continue
+            try:
+                row = normalize_message(obj, source=self.name, received_at=now)
+            except MessageError as exc:
+                raw = orjson.dumps(obj).decode()[:4000]
+                bad.append(DeadLetter(self.name, str(exc), raw, self.file, line, exc.field))
+                continue
+            row["file"], row["line"] = self.file, line
+            rows.append(row)
+        return rows, bad
+
     def segment(self, batches, progress: Progress | None, expected: int, received_at=None) -> None:
         for batch in batches:
-            rows, bad = [], []
-            now = received_at or utcnow()
-            for line, obj in batch:
-                if isinstance(obj, readers.BadRow):
-                    bad.append(DeadLetter(self.name, obj.reason, obj.raw, self.file, line, obj.field))
-                    continue
-                try:
-                    row = normalize_message(obj, source=self.name, received_at=now)
-                except MessageError as exc:
-                    raw = orjson.dumps(obj).decode()[:4000]
-                    bad.append(DeadLetter(self.name, str(exc), raw, self.file, line, exc.field))
-                    continue
-                row["file"], row["line"] = self.file, line
-                rows.append(row)
+            rows, bad = self._messages(batch, received_at or utcnow())
             if _guard is not None:
                 rows, _ = _guard.screen_rows(self.store, rows)
                 bad = _guard.screen_raw(self.store, bad, _guard.dead_letter_pairs)
@@ -372,8 +415,10 @@ def _load(loader: _Loader, project: Project, source: SourceConfig, path: Path | 
     if source.kind == "segment":
         if suffix in (".csv", ".tsv", ".parquet"):
             raise IngestError(f"{loader.file}: a segment source must be JSON lines (.jsonl) or .json")
-        batches = readers.read_json_array(path) if suffix == ".json" else readers.read_json_lines(path)
-        loader.segment(batches, progress, expected)
+        if suffix == ".json":
+            loader.segment(readers.read_json_array(path), progress, expected)
+        else:
+            loader.segment_lines(readers.read_lines(path), progress, expected)
     elif suffix in (".csv", ".tsv"):
         loader.tabular(readers.read_csv(path, source.delimiter), progress, max(expected - 1, 0))
     elif suffix == ".parquet":

@@ -83,9 +83,86 @@ def _text(raw: str) -> str:
     return raw.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
+_FAST_BLOCK = 32 << 20  # bytes of CSV parsed at a time by the bulk reader
+
+
+def _plain_header(first: bytes, delimiter: str) -> list[str] | None:
+    """The header of a CSV whose first line has no quotes and no CR, as csv.reader reads it;
+    None when the line is not that simple (then the csv module reads the whole file)."""
+    if not first.endswith(b"\n") or b'"' in first or b"\r" in first or not first.strip():
+        return None
+    try:
+        text = first.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return None
+    return text[:-1].split(delimiter)
+
+
+def _plain_block(block: bytes, header: list[str], delimiter: str, first_line: int) -> Chunk | None:
+    """A block of whole CSV lines parsed by Arrow in bulk, when every line is plain: no quote,
+    no CR, no blank line, valid UTF-8, the header's number of fields. None otherwise (the
+    caller reads on with the csv module, which handles — and rejects — the rest by line)."""
+    import pyarrow.csv as pacsv
+
+    if b'"' in block or b"\r" in block or b"\n\n" in block or block.startswith(b"\n"):
+        return None
+    lines = block.count(b"\n") + (0 if block.endswith(b"\n") else 1)
+    if block.count(delimiter.encode()) != (len(header) - 1) * lines:
+        return None
+    try:
+        table = pacsv.read_csv(
+            pa.BufferReader(block),
+            read_options=pacsv.ReadOptions(column_names=header),
+            parse_options=pacsv.ParseOptions(delimiter=delimiter, quote_char=False, escape_char=False,
+                                              newlines_in_values=False, ignore_empty_lines=False),
+            convert_options=pacsv.ConvertOptions(column_types=dict.fromkeys(header, pa.string()),
+                                                 strings_can_be_null=False, quoted_strings_can_be_null=False),
+        )  # fmt: skip
+    except (pa.ArrowInvalid, ValueError):
+        return None
+    if table.num_rows != lines:
+        return None
+    arrays = {name: _blank_to_null(table.column(i).combine_chunks()) for i, name in enumerate(header)}
+    arrays[LINE] = pa.array(range(first_line, first_line + lines), pa.int64())
+    return Chunk(pa.table(arrays))
+
+
 def read_csv(path: Path, delimiter: str | None = None, chunk_rows: int = CHUNK_ROWS) -> Iterator[Chunk]:
+    """CSV in chunks. Blocks of plain lines (no quotes, every row complete) are parsed by
+    Arrow in bulk; from the first block that is not plain on, the csv module reads row by
+    row — the same rows, lines and rejections either way."""
     if delimiter is None:
         delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
+    offset, line = 0, 1
+    if len(delimiter) == 1:
+        try:
+            raw = open(path, "rb")  # noqa: SIM115
+        except OSError as exc:
+            raise ReadError(f"{path}: cannot open: {exc.strerror}") from None
+        with raw:
+            header = _plain_header(raw.readline(), delimiter)
+            plain = header is not None and len(set(header)) == len(header) and all(h == h.strip() for h in header)
+            if plain:
+                assert header is not None
+                offset, line = raw.tell(), 2
+                while True:
+                    block = raw.read(_FAST_BLOCK)
+                    if not block:
+                        return
+                    if not block.endswith(b"\n"):
+                        block += raw.readline()
+                    chunk = _plain_block(block, header, delimiter, line)
+                    if chunk is None:
+                        break
+                    yield chunk
+                    offset += len(block)
+                    line += chunk.table.num_rows
+    yield from _read_csv_rows(path, delimiter, chunk_rows, offset, line)
+
+
+def _read_csv_rows(path: Path, delimiter: str, chunk_rows: int, offset: int = 0, line: int = 1) -> Iterator[Chunk]:
+    """The csv module's reading, from the start or from `offset` (a line start after the
+    header, whose number is `line`)."""
     try:
         # surrogateescape: a row with bytes that are not UTF-8 is rejected alone, not the file
         handle = open(path, encoding="utf-8-sig", errors="surrogateescape", newline="")  # noqa: SIM115
@@ -106,10 +183,15 @@ def read_csv(path: Path, delimiter: str | None = None, chunk_rows: int = CHUNK_R
         if duplicates:
             raise ReadError(f"{path}: line 1: duplicate column name(s) {duplicates}")
         width = len(header)
+        skipped = 0
+        if offset:  # resume where the bulk reader stopped
+            handle.seek(offset)
+            reader = csv.reader(handle, delimiter=delimiter)
+            skipped = line - 1
         rows: list[list[str | None]] = []
         lines: list[int] = []
         bad: list[BadRow] = []
-        last_line = reader.line_num
+        last_line = reader.line_num + skipped
         while True:
             try:
                 row = next(reader)
@@ -117,10 +199,10 @@ def read_csv(path: Path, delimiter: str | None = None, chunk_rows: int = CHUNK_R
                 break
             except csv.Error as exc:
                 bad.append(BadRow(last_line + 1, f"malformed CSV: {exc}", ""))
-                last_line = reader.line_num
+                last_line = reader.line_num + skipped
                 continue
             start = last_line + 1
-            last_line = reader.line_num
+            last_line = reader.line_num + skipped
             if not row:
                 continue  # blank line
             if len(row) != width:
@@ -141,6 +223,18 @@ def read_csv(path: Path, delimiter: str | None = None, chunk_rows: int = CHUNK_R
             yield Chunk(_table(header, rows, lines), bad)
 
 
+def parse_json_line(number: int, raw: bytes) -> dict | BadRow:
+    """One line of a JSON-lines file (as read, with its newline): the object, or why not."""
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        text = raw.decode("utf-8", "replace").rstrip("\n")
+        return BadRow(number, f"invalid JSON: {exc}", text[:2000])
+    if isinstance(obj, dict):
+        return obj
+    return BadRow(number, "expected a JSON object", raw.decode("utf-8", "replace")[:2000])
+
+
 def read_json_lines(path: Path, chunk_rows: int = CHUNK_ROWS) -> Iterator[list[tuple[int, dict | BadRow]]]:
     """JSON-lines: yields lists of (line, parsed object) or (line, BadRow)."""
     try:
@@ -152,21 +246,62 @@ def read_json_lines(path: Path, chunk_rows: int = CHUNK_ROWS) -> Iterator[list[t
         for number, raw in enumerate(handle, start=1):
             if not raw.strip():
                 continue
-            try:
-                obj = orjson.loads(raw)
-            except orjson.JSONDecodeError as exc:
-                text = raw.decode("utf-8", "replace").rstrip("\n")
-                batch.append((number, BadRow(number, f"invalid JSON: {exc}", text[:2000])))
-            else:
-                if isinstance(obj, dict):
-                    batch.append((number, obj))
-                else:
-                    batch.append((number, BadRow(number, "expected a JSON object", raw.decode("utf-8", "replace")[:2000])))
+            batch.append((number, parse_json_line(number, raw)))
             if len(batch) >= chunk_rows:
                 yield batch
                 batch = []
         if batch:
             yield batch
+
+
+@dataclass
+class LineChunk:
+    """Lines of a JSON-lines file, unparsed: `table` holds (__line, raw) for the lines that are
+    UTF-8 text; `bad` the lines that are not (as `parse_json_line` rejects them)."""
+
+    table: pa.Table
+    lines: list[int]
+    raw: list[bytes]
+    bad: list[BadRow] = field(default_factory=list)
+
+
+def _line_chunk(lines: list[int], raw: list[bytes]) -> LineChunk:
+    bad: list[BadRow] = []
+    try:
+        text = pa.array(raw, pa.binary()).cast(pa.string())
+    except pa.ArrowInvalid:  # some line is not UTF-8: those are rejected as invalid JSON
+        keep = []
+        for i, b in enumerate(raw):
+            try:
+                b.decode("utf-8")
+                keep.append(i)
+            except UnicodeDecodeError:
+                bad.append(parse_json_line(lines[i], b))  # type: ignore[arg-type]
+        lines, raw = [lines[i] for i in keep], [raw[i] for i in keep]
+        text = pa.array(raw, pa.binary()).cast(pa.string())
+    table = pa.table({LINE: pa.array(lines, pa.int64()), "raw": text})
+    return LineChunk(table, lines, raw, bad)
+
+
+def read_lines(path: Path, chunk_rows: int = CHUNK_ROWS) -> Iterator[LineChunk]:
+    """A JSON-lines file in chunks of raw lines (blank lines skipped), for bulk parsing."""
+    try:
+        handle = open(path, "rb")  # noqa: SIM115
+    except OSError as exc:
+        raise ReadError(f"{path}: cannot open: {exc.strerror}") from None
+    with handle:
+        lines: list[int] = []
+        raw: list[bytes] = []
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            lines.append(number)
+            raw.append(line)
+            if len(raw) >= chunk_rows:
+                yield _line_chunk(lines, raw)
+                lines, raw = [], []
+        if raw:
+            yield _line_chunk(lines, raw)
 
 
 def read_json_array(path: Path, chunk_rows: int = CHUNK_ROWS) -> Iterator[list[tuple[int, dict | BadRow]]]:
@@ -285,6 +420,9 @@ __all__ = [
     "read_csv",
     "read_json_array",
     "read_json_lines",
+    "read_lines",
+    "parse_json_line",
+    "LineChunk",
     "read_parquet",
     "read_table",
 ]
