@@ -33,6 +33,12 @@ EXTRA_KINDS = (
 XS_COLUMNS = (*FEATURE_NAMES, *basket.CATEGORY_FEATURE_NAMES)
 OFFER_WINDOW_DAYS = 90
 OFFER_WINDOWS = 3
+# Training rows kept (uniform samples; `predictions.max_training_rows` caps them too). The fits
+# cost time in proportion to the rows while the backtests gain nothing measurable beyond a few
+# hundred thousand rows; below these sizes (the 20,000-person demo has 11k customers and 94k
+# campaign rows) nothing is sampled.
+XS_TRAINING_ROWS = 400_000  # cross-sell / upsell, over the two windows
+OFFER_TREATED_ROWS = 300_000  # sent campaign rows (held-out rows are all kept, up to as many)
 
 
 def _d(t: dt.datetime) -> str:
@@ -162,7 +168,12 @@ class Extras:
             )
         data = pd.concat(frames, ignore_index=True)
         data = data[data["has_categories"]]
-        self.log(f"cross-sell: {len(frames)} training windows, {len(data):,} rows in {time.perf_counter() - t0:.1f} s")
+        cap = min(XS_TRAINING_ROWS, self.cfg.max_training_rows)
+        if len(data) > cap:  # the same share of each window
+            data = data.sample(n=cap, random_state=7).sort_index()
+        self.log(
+            f"cross-sell: {len(frames)} training windows, {len(data):,} rows in {time.perf_counter() - t0:.1f} s"
+        )
         out = {}
         for target, kind in (("bought_new", "cross_sell"), ("bought_owned", "upsell")):
             y = data[target].to_numpy()
@@ -190,7 +201,9 @@ class Extras:
         t0 = time.perf_counter()
         df = self._xs_frame(as_of, 0, labels=False)
         df = df[df["has_categories"]].reset_index(drop=True)
-        self.log(f"cross-sell: {len(df):,} profiles to score, frame in {time.perf_counter() - t0:.1f} s")
+        self.log(
+            f"cross-sell: {len(df):,} profiles to score, frame in {time.perf_counter() - t0:.1f} s"
+        )
         X = df[list(XS_COLUMNS)]
         out = {}
         h = self.cfg.cross_sell.horizon_days
@@ -220,7 +233,9 @@ class Extras:
                     )
                 ]
             out[kind] = s
-            self.log(f"{kind}: scored{' with drivers' if drivers else ''} at {time.perf_counter() - t0:.1f} s")
+            self.log(
+                f"{kind}: scored{' with drivers' if drivers else ''} at {time.perf_counter() - t0:.1f} s"
+            )
         return out
 
     # --- next purchase ---------------------------------------------------------------------
@@ -312,15 +327,19 @@ class Extras:
                 "'Campaign Holdout')"
             )
         data = pd.concat(frames, ignore_index=True)
-        cap = self.cfg.max_training_rows
-        if (
-            len(data) > cap
-        ):  # uniform samples of the treated and (up to half the cap) the held-out rows
-            hold = data[data["holdout"]]
+        cap = min(2 * OFFER_TREATED_ROWS, self.cfg.max_training_rows)
+        hold = data[data["holdout"]]
+        rest = data[~data["holdout"]]
+        if len(data) > cap or len(rest) > OFFER_TREATED_ROWS:
+            # uniform samples of the treated and (up to half the cap) the held-out rows
             hold = hold.sample(n=min(len(hold), cap // 2), random_state=7)
-            rest = data[~data["holdout"]]
-            rest = rest.sample(n=min(len(rest), cap - len(hold)), random_state=7)
+            n_rest = min(len(rest), cap - len(hold), OFFER_TREATED_ROWS)
+            rest = rest.sample(n=n_rest, random_state=7)
             data = pd.concat([rest, hold], ignore_index=True)
+        self.log(
+            f"offers: {len(frames)} training windows, {int(data['treated'].sum()):,} sent and "
+            f"{int(data['holdout'].sum()):,} held-out rows"
+        )
         return data, len(frames)
 
     def offers(self, hist: pd.DataFrame) -> list[dict]:
@@ -425,20 +444,57 @@ class Extras:
             feats["avg_order_value"].fillna(float(feats["avg_order_value"].mean())).to_numpy(float)
         )
         m = self.cfg.margin
+        # every (channel, discount) an offer or a discount level needs is scored once, for every
+        # profile, from one feature matrix (`OfferFeatures`); the preferred-channel variants are
+        # put together from the fixed-channel ones when those are all there
+        of = campaigns.OfferFeatures(feats, ch)
+        rows_i = np.arange(len(profiles))
+        grid: dict[tuple[str, float], tuple[np.ndarray, np.ndarray]] = {}
+
+        def scored(chan, discount: float) -> tuple[np.ndarray, np.ndarray]:
+            """(P_t, P_redeem) of every profile sent `discount` on `chan` (a channel or an array)."""
+            if isinstance(chan, str):
+                key = (chan, float(discount))
+                if key not in grid:
+                    Xo = of.frame(chan, discount)
+                    p_t = model.p_treated(Xo, self.threads)
+                    grid[key] = (p_t, model.p_redeem(Xo, p_t, self.threads))
+                return grid[key]
+            names = list(pd.unique(chan))
+            if all((c, float(discount)) in grid for c in names):
+                p_t, p_r = np.empty(len(chan)), np.empty(len(chan))
+                for c in names:
+                    hit = chan == c
+                    p_t[hit], p_r[hit] = (a[hit] for a in grid[(c, float(discount))])
+                return p_t, p_r
+            Xo = of.frame(chan, discount)
+            p_t = model.p_treated(Xo, self.threads)
+            return p_t, model.p_redeem(Xo, p_t, self.threads)
+
+        offers = self.offers(hist)
+        for o in offers:  # fixed-channel offers first: the grid the others are taken from
+            if o["channel"] is not None:
+                scored(o["channel"], o["discount"])
         # preferred discount: the level maximising expected profit on the preferred channel
         levels = sorted({float(x) for x in hist.loc[hist["treated"], "discount"].unique()})
-        p_c = model.p_control(campaigns.with_offer(feats, channel, 0.0, ch), self.threads)
+        p_c = model.p_control(of.frame(channel, 0.0), self.threads)
         prof = {}
         p_at = {}
         for lv in levels:
-            Xo = campaigns.with_offer(feats, channel, lv, ch)
-            p_t = model.p_treated(Xo, self.threads)
+            p_t, p_r = scored(channel, lv)
             p_at[lv] = p_t
-            p_r = model.p_redeem(Xo, p_t, self.threads)
             prof[lv] = campaigns.profit(p_t, p_c, p_r, aov, m, lv, 0.0)
         P = np.stack([prof[lv] for lv in levels], axis=1)
         best = P.argmax(axis=1)
         lo, hi = levels[0], levels[-1]
+        level_names = [f"{lv:g}" for lv in levels]
+        P_l = P.tolist()
+        ratio = (p_at[hi] / np.maximum(p_at[lo], 1e-9)).tolist()
+        lo_l, hi_l, pc_l = (
+            (100 * p_at[lo]).tolist(),
+            (100 * p_at[hi]).tolist(),
+            (100 * p_c).tolist(),
+        )
         out["preferred_discount"] = pd.DataFrame(
             {
                 "profile_id": profiles,
@@ -447,82 +503,78 @@ class Extras:
                 "details": [
                     _json(
                         {
-                            "channel": channel[i],
+                            "channel": c,
                             "expected_profit": {
-                                f"{lv:g}": round(float(P[i, j]), 3) for j, lv in enumerate(levels)
+                                name: round(v, 3) for name, v in zip(level_names, row, strict=True)
                             },
                         }
                     )
-                    for i in range(len(profiles))
+                    for c, row in zip(channel, P_l, strict=True)
                 ],
                 "drivers": [
                     _json(
                         [
                             {
                                 "feature": "discount_response",
-                                "value": round(float(p_at[hi][i] / max(p_at[lo][i], 1e-9)), 3),
-                                "text": f"response {100 * p_at[lo][i]:.1f}% at {lo:g}% off, {100 * p_at[hi][i]:.1f}% at "
-                                f"{hi:g}% off (without a message {100 * p_c[i]:.1f}%)",
+                                "value": round(r, 3),
+                                "text": f"response {a:.1f}% at {lo:g}% off, {b:.1f}% at "
+                                f"{hi:g}% off (without a message {c:.1f}%)",
                             }
                         ]
                     )
-                    for i in range(len(profiles))
+                    for r, a, b, c in zip(ratio, lo_l, hi_l, pc_l, strict=True)
                 ],
             }
         )
         # next best offer
-        offers = self.offers(hist)
         elig = self._eligible(offers, as_of, profiles) if eligibility else {}
         ev = np.full((len(profiles), len(offers)), -np.inf)
         pt_all = np.zeros_like(ev)
         for j, o in enumerate(offers):
             chan = channel if o["channel"] is None else o["channel"]
-            Xo = campaigns.with_offer(feats, chan, o["discount"], ch)
-            p_t = model.p_treated(Xo, self.threads)
-            p_r = model.p_redeem(Xo, p_t, self.threads)
+            p_t, p_r = scored(chan, o["discount"])
             v = campaigns.profit(p_t, p_c, p_r, aov, o["margin"], o["discount"], o["cost"])
             if o["name"] in elig:
                 v = np.where(elig[o["name"]], v, -np.inf)
             ev[:, j], pt_all[:, j] = v, p_t
+        grid.clear()  # memory: 2 arrays per (channel, discount)
         any_ok = np.isfinite(ev).any(axis=1)
         j = np.where(any_ok, np.nan_to_num(ev, neginf=-1e18).argmax(axis=1), 0)
-        rows_i = np.arange(len(profiles))
         best_ev = np.where(any_ok, ev[rows_i, j], np.nan)
         names = np.array([o["name"] for o in offers], dtype=object)
         label = np.where(~any_ok, None, np.where(best_ev > 0, names[j], "no offer"))
         nbo = pd.DataFrame({"profile_id": profiles, "value": best_ev, "label": label})
+        names_l = names.tolist()
+        ev_r = np.where(np.isfinite(ev), ev, np.nan)
+        pt_best = pt_all[rows_i, j]
         nbo["details"] = [
             _json(
                 {
-                    "offer": names[j[i]],
-                    "expected_value": round(float(best_ev[i]), 4) if any_ok[i] else None,
-                    "probability": round(float(pt_all[i, j[i]]), 4),
-                    "probability_without": round(float(p_c[i]), 4),
-                    "uplift": round(float(pt_all[i, j[i]] - p_c[i]), 4),
+                    "offer": names_l[jj],
+                    "expected_value": round(bev, 4) if ok else None,
+                    "probability": round(pb, 4),
+                    "probability_without": round(pc, 4),
+                    "uplift": round(pb - pc, 4),
                     "offers": {
-                        names[k]: (round(float(ev[i, k]), 3) if np.isfinite(ev[i, k]) else None)
-                        for k in range(len(offers))
+                        name: (None if v != v else round(v, 3))
+                        for name, v in zip(names_l, row, strict=True)
                     },
                 }
             )
-            for i in range(len(profiles))
-        ]
-        if drivers:
-            o = offers
-            Xb = pd.concat(
-                [
-                    campaigns.with_offer(
-                        feats.iloc[idx],
-                        channel[idx] if o[jj]["channel"] is None else o[jj]["channel"],
-                        o[jj]["discount"],
-                        ch,
-                    )
-                    for jj in range(len(o))
-                    if len(idx := np.flatnonzero(j == jj))
-                ]
+            for jj, ok, bev, pb, pc, row in zip(
+                j.tolist(),
+                any_ok.tolist(),
+                best_ev.tolist(),
+                pt_best.tolist(),
+                p_c.tolist(),
+                ev_r.tolist(),
+                strict=True,
             )
-            Xb = Xb.set_index("profile_id").reindex(profiles)
-            X = Xb[list(campaigns.X_COLUMNS)]
+        ]
+        if drivers:  # the chosen offer's features; the response model's contributions
+            disc = np.array([float(o["discount"]) for o in offers])[j]
+            fixed = np.array([o["channel"] for o in offers], dtype=object)[j]
+            X = of.frame(np.where(pd.isna(fixed), channel, fixed), disc)
             contrib = M.contributions(model.treated, X, self.threads)[:, :-1]
             nbo["drivers"] = [
                 d.decode()
