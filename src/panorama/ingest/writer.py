@@ -116,6 +116,7 @@ class GroupCommitWriter:
         *,
         max_rows: int = 10_000,
         linger: float = 0.0,
+        busy_linger: float = 0.002,
         run_hooks: bool = True,
         stats_every: float = 1.0,
         idle_checkpoint_bytes: int | None = 16 * 1024 * 1024,
@@ -128,6 +129,7 @@ class GroupCommitWriter:
         self.idle_seconds = idle_seconds
         self.max_rows = max_rows
         self.linger = linger
+        self.busy_linger = busy_linger
         self.run_hooks = run_hooks
         self.stats_every = stats_every
         self.stats = WriterStats()
@@ -158,9 +160,8 @@ class GroupCommitWriter:
         cur = self.store.cursor()
         cur.execute("BEGIN TRANSACTION")
         try:
-            cur.register("_group_events", table)
+            _group_events = table  # noqa: F841 - read by the SQL (a replacement scan)
             cur.execute(_INSERT).fetchall()
-            cur.unregister("_group_events")
         finally:
             cur.execute("ROLLBACK")
 
@@ -217,6 +218,11 @@ class GroupCommitWriter:
                 job = self._queue.get_nowait()
             except queue.Empty:
                 wait = deadline - time.monotonic() if deadline else 0.0
+                if wait <= 0 and len(jobs) > 1 and self.busy_linger and not deadline:
+                    # Concurrent submitters: a commit costs one fsync (4-8 ms here) whatever
+                    # its size, so wait a moment for the requests already on their way.
+                    deadline = time.monotonic() + self.busy_linger
+                    wait = self.busy_linger
                 if wait <= 0:
                     break
                 try:
@@ -348,12 +354,11 @@ class GroupCommitWriter:
         try:
             returned = None
             if table is not None:
-                cur.register("_group_events", table)
-                try:
-                    result = cur.execute(insert)
-                    returned = result.to_arrow_table() if insert is _INSERT_NEW else None
-                finally:
-                    cur.unregister("_group_events")
+                # DuckDB finds `_group_events` among this frame's locals (a replacement scan):
+                # registering a view instead costs a catalog change per commit (~2x slower).
+                _group_events = table  # noqa: F841 - read by the SQL
+                result = cur.execute(insert)
+                returned = result.to_arrow_table() if insert is _INSERT_NEW else None
             if letters:
                 append_dead_letters(cur, letters)
             cur.execute("COMMIT")

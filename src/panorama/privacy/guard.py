@@ -17,6 +17,7 @@ process at once. Only one process writes a store, so no other process needs tell
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import secrets
@@ -73,7 +74,7 @@ def salt(store: Store) -> str:
 
 
 def _load(store: Store) -> tuple[str, frozenset[str]]:
-    key = Path(store.path).resolve()
+    key = _key(store)
     hit = _cache.get(key)
     if hit is not None:
         return hit
@@ -89,12 +90,22 @@ def _load(store: Store) -> tuple[str, frozenset[str]]:
         return _cache[key]
 
 
+def _key(store: Store) -> Path:
+    """The cache key: the store's resolved path (resolved once per path: a request checks it)."""
+    return _resolved(str(store.path))
+
+
+@functools.lru_cache(maxsize=64)
+def _resolved(path: str) -> Path:
+    return Path(path).resolve()
+
+
 def forget_cache(store: Store | None = None) -> None:
     with _lock:
         if store is None:
             _cache.clear()
         else:
-            _cache.pop(Path(store.path).resolve(), None)
+            _cache.pop(_key(store), None)
 
 
 def count(store: Store) -> int:
@@ -115,7 +126,7 @@ def add(cur, store: Store, identifiers: Iterable[tuple[str, str]], request_id: s
             [(h, t, request_id, now) for h, t in rows.items()],
         )
     with _lock:
-        key = Path(store.path).resolve()
+        key = _key(store)
         old = _cache.get(key, (s, frozenset()))[1]
         _cache[key] = (s, old | frozenset(rows))
     return cur.execute("SELECT count(*) FROM privacy_tombstones").fetchone()[0] - before
