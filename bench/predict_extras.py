@@ -38,7 +38,7 @@ def main() -> None:
     ap.add_argument("--customers", type=int, default=1_000_000)
     ap.add_argument("--dir", type=Path, default=Path("/tmp/predict-extras-bench"))
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--memory-limit", default="6GB", help="DuckDB memory_limit")
+    ap.add_argument("--memory-limit", default="5GB", help="DuckDB memory_limit")
     ap.add_argument(
         "--reuse",
         action="store_true",

@@ -127,26 +127,89 @@ def responses_complete(cur, end: dt.datetime, response_days: int) -> pd.DataFram
 # --- preferred channel (empirical Bayes) ---------------------------------------------------------
 
 
-def channel_scores(
-    hist: pd.DataFrame, channels: list[str], cutoff: dt.datetime, reach_days: int = 365
-) -> pd.DataFrame:
-    """Per profile and channel: sends, engaged, the smoothed engagement rate and its lift; the
-    preferred channel. `hist`: campaign rows sent before `cutoff`."""
+SUMMARY_COLUMNS = ("sends", "engaged", "last", "unsub", "c_hi", "n_hi", "c_lo", "n_lo", "r_hi")
+
+
+def sent_summary(cur, cutoff: dt.datetime) -> pd.DataFrame:
+    """`summarise_sent` of the campaign rows sent before `cutoff`, aggregated in DuckDB (at a
+    million customers the rows themselves are tens of millions)."""
+    click = "CAST(clicked AS DOUBLE)"
+    return cur.execute(f"""
+        SELECT profile_id, channel, count(*) AS sends, sum(CAST(engaged AS BIGINT)) AS engaged,
+               max(sent_at) AS last, bool_or(msg_unsubscribed) AS unsub,
+               coalesce(sum({click}) FILTER (discount > 0), 0) AS c_hi,
+               CAST(count(*) FILTER (discount > 0) AS DOUBLE) AS n_hi,
+               coalesce(sum({click}) FILTER (NOT discount > 0), 0) AS c_lo,
+               CAST(count(*) FILTER (NOT discount > 0) AS DOUBLE) AS n_lo,
+               coalesce(sum(CAST(redeemed AS DOUBLE)) FILTER (discount > 0), 0) AS r_hi
+        FROM _predict_campaigns WHERE treated AND sent_at < {ts_literal(cutoff)}
+        GROUP BY profile_id, channel ORDER BY profile_id, channel
+    """).df()
+
+
+def sent_offers(cur, cutoff: dt.datetime) -> pd.DataFrame:
+    """(channel, discount, treated) of the messages sent before `cutoff`, one row per pair."""
+    return cur.execute(f"""
+        SELECT DISTINCT channel, discount, treated FROM _predict_campaigns
+        WHERE treated AND sent_at < {ts_literal(cutoff)} ORDER BY channel, discount
+    """).df()
+
+
+def summarise_sent(hist: pd.DataFrame) -> pd.DataFrame:
+    """Per (profile, channel) of the sent rows of `hist`: sends, engaged, last send, unsubscribed,
+    and the sums behind the discount features (clicks and messages with / without a discount,
+    redemptions)."""
     sent = hist[hist["treated"]]
-    g = (
-        sent.groupby(["profile_id", "channel"])
+    has = sent["discount"] > 0
+    clicked = sent["clicked"].astype(float) if "clicked" in sent else sent["engaged"].astype(float)
+    f = pd.DataFrame(
+        {
+            "profile_id": sent["profile_id"],
+            "channel": sent["channel"],
+            "engaged": sent["engaged"],
+            "sent_at": sent["sent_at"],
+            "msg_unsubscribed": sent["msg_unsubscribed"],
+            "c_hi": clicked * has,
+            "n_hi": has.astype(float),
+            "c_lo": clicked * ~has,
+            "n_lo": (~has).astype(float),
+            "r_hi": sent["redeemed"].astype(float) * has,
+        }
+    )
+    return (
+        f.groupby(["profile_id", "channel"])
         .agg(
             sends=("engaged", "size"),
             engaged=("engaged", "sum"),
             last=("sent_at", "max"),
             unsub=("msg_unsubscribed", "max"),
+            c_hi=("c_hi", "sum"),
+            n_hi=("n_hi", "sum"),
+            c_lo=("c_lo", "sum"),
+            n_lo=("n_lo", "sum"),
+            r_hi=("r_hi", "sum"),
         )
         .reset_index()
     )
+
+
+def channel_scores(
+    hist: pd.DataFrame,
+    channels: list[str],
+    cutoff: dt.datetime,
+    reach_days: int = 365,
+    summary: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """Per profile and channel: sends, engaged, the smoothed engagement rate and its lift; the
+    preferred channel. `hist`: campaign rows sent before `cutoff`, or None with `summary` (from
+    `sent_summary`)."""
+    g = summarise_sent(hist) if summary is None else summary
     out = []
     priors = {}
     for ch in channels:
-        d = g[g["channel"] == ch]
+        d = g.loc[
+            g["channel"] == ch, ["profile_id", "channel", "sends", "engaged", "last", "unsub"]
+        ]
         if d.empty:
             continue
         m = d["engaged"].sum() / d["sends"].sum()
@@ -168,7 +231,7 @@ def channel_scores(
         reachable = (d["last"] >= cutoff - dt.timedelta(days=reach_days)) & ~d["unsub"].astype(bool)
         d["reachable"] = reachable
         out.append(d)
-    disc = discount_features(sent)
+    disc = discount_features(g)
     out = [d.merge(disc, on="profile_id", how="left") for d in out]
     if not out:
         return pd.DataFrame(
@@ -186,32 +249,14 @@ def channel_scores(
     return pd.concat(out, ignore_index=True), priors
 
 
-def discount_features(sent: pd.DataFrame, strength: float = 10.0) -> pd.DataFrame:
-    """Per profile: smoothed click rate on discounted / undiscounted messages, and redemption rate."""
-    has = sent["discount"] > 0
-    clicked = sent["clicked"].astype(float) if "clicked" in sent else sent["engaged"].astype(float)
-    f = pd.DataFrame(
-        {
-            "profile_id": sent["profile_id"],
-            "hi": has,
-            "c": clicked,
-            "r": sent["redeemed"].astype(float),
-        }
-    )
-    m_hi = f.loc[f["hi"], "c"].mean() if f["hi"].any() else 0.0
-    m_lo = f.loc[~f["hi"], "c"].mean() if (~f["hi"]).any() else 0.0
-    m_r = f.loc[f["hi"], "r"].mean() if f["hi"].any() else 0.0
-    g = (
-        f.assign(
-            c_hi=f["c"] * f["hi"],
-            n_hi=f["hi"].astype(float),
-            c_lo=f["c"] * ~f["hi"],
-            n_lo=(~f["hi"]).astype(float),
-            r_hi=f["r"] * f["hi"],
-        )
-        .groupby("profile_id")[["c_hi", "n_hi", "c_lo", "n_lo", "r_hi"]]
-        .sum()
-    )
+def discount_features(summary: pd.DataFrame, strength: float = 10.0) -> pd.DataFrame:
+    """Per profile: smoothed click rate on discounted / undiscounted messages, and redemption rate
+    (from `summarise_sent` / `sent_summary`)."""
+    g = summary.groupby("profile_id")[["c_hi", "n_hi", "c_lo", "n_lo", "r_hi"]].sum()
+    n_hi, n_lo = g["n_hi"].sum(), g["n_lo"].sum()
+    m_hi = g["c_hi"].sum() / n_hi if n_hi else 0.0
+    m_lo = g["c_lo"].sum() / n_lo if n_lo else 0.0
+    m_r = g["r_hi"].sum() / n_hi if n_hi else 0.0
     k = strength
     rate_hi = (g["c_hi"] + k * np.nan_to_num(m_hi)) / (g["n_hi"] + k)
     rate_lo = (g["c_lo"] + k * np.nan_to_num(m_lo)) / (g["n_lo"] + k)

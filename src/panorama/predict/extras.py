@@ -317,8 +317,8 @@ class Extras:
             rows = campaigns.campaigns(self.cur, c, end)
             if rows.empty:
                 continue
-            hist = campaigns.campaigns(self.cur, None, c)
-            ch, _ = campaigns.channel_scores(hist, self.cfg.channels, c)
+            summary = campaigns.sent_summary(self.cur, c)
+            ch, _ = campaigns.channel_scores(None, self.cfg.channels, c, summary=summary)
             frames.append(campaigns.offer_frame(self.pr.features(c), rows, ch))
         if not frames:
             raise ValueError(
@@ -407,8 +407,10 @@ class Extras:
         eligibility: bool = True,
     ) -> dict[str, pd.DataFrame]:
         self._campaigns()
-        hist = campaigns.campaigns(self.cur, None, as_of)
-        ch, priors = campaigns.channel_scores(hist, self.cfg.channels, as_of)
+        summary = campaigns.sent_summary(self.cur, as_of)
+        ch, priors = campaigns.channel_scores(None, self.cfg.channels, as_of, summary=summary)
+        del summary
+        hist = campaigns.sent_offers(self.cur, as_of)  # the (channel, discount) pairs sent
         pref = campaigns.preferred(ch)
         feats = self.pr.features(as_of)
         feats = feats[feats["profile_id"].isin(ch["profile_id"].unique())].reset_index(drop=True)
@@ -862,8 +864,8 @@ class Extras:
         model = campaigns.OfferModel.fit(data, self.threads)
         end = as_of + dt.timedelta(days=h)
         test = campaigns.campaigns(self.cur, as_of, end - dt.timedelta(days=self.cfg.response_days))
-        hist = campaigns.campaigns(self.cur, None, as_of)
-        ch, priors = campaigns.channel_scores(hist, self.cfg.channels, as_of)
+        summary = campaigns.sent_summary(self.cur, as_of)
+        ch, priors = campaigns.channel_scores(None, self.cfg.channels, as_of, summary=summary)
         tf = campaigns.offer_frame(self.pr.features(as_of), test, ch)
         p_t, p_c = model.p_treated(tf, self.threads), model.p_control(tf, self.threads)
         y = tf["responded"].to_numpy(float)
