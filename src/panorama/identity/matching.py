@@ -311,17 +311,20 @@ def settings_for(settings: SplinkSettings, region: str = "GB"):
 @dataclass
 class Model:
     linker: object
-    con: duckdb.DuckDBPyConnection
+    con: duckdb.DuckDBPyConnection | None  # None on another backend
 
 
-def train(table: pa.Table, settings: SplinkSettings, region: str = "GB") -> Model:
-    """A Splink model estimated (unsupervised) on `table`, on its own DuckDB connection."""
+def train(table: pa.Table, settings: SplinkSettings, region: str = "GB", db_api=None) -> Model:
+    """A Splink model estimated (unsupervised) on `table`, on its own DuckDB connection, or on
+    `db_api` (another Splink backend: `panorama.scale.splink` gives Spark's)."""
     from splink import DuckDBAPI, Linker, block_on
 
     logging.getLogger("splink").setLevel(logging.ERROR)
-    con = duckdb.connect()
-    con.execute("SET threads = 2")
-    db_api = DuckDBAPI(con)
+    con = None
+    if db_api is None:
+        con = duckdb.connect()
+        con.execute("SET threads = 2")
+        db_api = DuckDBAPI(con)
     df = db_api.register(table, table_name="panorama_people")
     linker = Linker(df, settings_for(settings, region), log_level=None)
     try:
@@ -396,15 +399,16 @@ def _corroborated(people: pa.Table, pairs: pa.Table, fields: list[str]) -> pa.Ta
     return out.append_column("_row", pa.array(keep, pa.int64()))
 
 
-def score_pairs(cur: duckdb.DuckDBPyConnection, project: Project) -> int:
-    """Fill temp table `_in_splink` with the pairs at or above the threshold; returns how many."""
+def score_pairs(cur: duckdb.DuckDBPyConnection, project: Project, db_api=None) -> int:
+    """Fill temp table `_in_splink` with the pairs at or above the threshold; returns how many.
+    `db_api`: the Splink backend that trains and scores (None: DuckDB, see `train`)."""
     settings = project.config.identity.splink
     found = candidates(cur, project)
     if found.rows < MIN_RECORDS:
         return 0
     model = None
     try:
-        model = train(found.table, settings, project.config.identity.default_region)
+        model = train(found.table, settings, project.config.identity.default_region, db_api)
         pairs = predict(model, settings.threshold)
     except (
         Exception
@@ -412,7 +416,7 @@ def score_pairs(cur: duckdb.DuckDBPyConnection, project: Project) -> int:
         log.warning("splink matching skipped: %s", exc)
         return 0
     finally:
-        if model is not None:
+        if model is not None and model.con is not None:
             with contextlib.suppress(Exception):
                 model.con.close()
     if pairs.num_rows == 0:

@@ -39,11 +39,13 @@ def unify(
     project: Project,
     progress: Progress | None = None,
     components: Callable[[Resolution], None] | None = None,
+    splink_api=None,
 ) -> RunStats:
     """Resolve every record and event of the log into profiles (keeping profile ids).
 
     `components` replaces the connected-components step (scipy on this machine), e.g. with
-    `panorama.scale.identity.spark_components` (`engine: spark`)."""
+    `panorama.scale.identity.spark_components` (`engine: spark`); `splink_api` is the Splink
+    backend of the probabilistic step (None: DuckDB; `panorama.scale.splink.spark_api`)."""
     config = project.config.identity
     stats = RunStats()
     timer = Timer(stats)
@@ -87,7 +89,7 @@ def unify(
         resolution.normalise()
         resolution.nodes()
         step("probabilistic matching")
-        _splink(cur, project, stats)
+        _splink(cur, project, stats, splink_api)
         timer.lap("splink")
         resolution.links()
         if components is None:
@@ -129,7 +131,7 @@ def unify(
     return stats
 
 
-def _splink(cur: duckdb.DuckDBPyConnection, project: Project, stats: RunStats) -> None:
+def _splink(cur: duckdb.DuckDBPyConnection, project: Project, stats: RunStats, db_api=None) -> None:
     cur.execute(
         """
         CREATE OR REPLACE TEMP TABLE _in_splink (
@@ -144,7 +146,7 @@ def _splink(cur: duckdb.DuckDBPyConnection, project: Project, stats: RunStats) -
         from panorama.identity.matching import score_pairs
     except ModuleNotFoundError:  # pragma: no cover - matching not built yet
         return
-    stats.splink_pairs = score_pairs(cur, project)
+    stats.splink_pairs = score_pairs(cur, project, db_api)
 
 
 def write_batch(cur: duckdb.DuckDBPyConnection) -> None:
