@@ -1,12 +1,16 @@
 """Soak: ingestion, profile reads and segment evaluation at once against `panorama serve`.
 
     .venv/bin/python bench/soak.py [--duration 180] [--customers 300] [--rate 200]
+    nice -n 5 .venv/bin/python bench/soak.py --population fixed --duration 900 --sample-every 30
 
 Builds a demo project (`panorama demo generate` + the batch pipeline, with three segments),
 serves it, and for `--duration` seconds runs on loopback, concurrently:
 
   ingest    batches of 20 Segment events at `--rate` events/s (open loop) for known and new
-            people — each batch also re-evaluates the real-time segments of its profiles
+            people — each batch also re-evaluates the real-time segments of its profiles.
+            `--population grow` (default): 20% of events come from new people ("soak-N"), so
+            the identity graph and profiles grow; `--population fixed`: every event comes
+            from a person the demo already holds, so only the event log grows
   profiles  GET /api/v1/profiles/{id} (the 360° view) in a closed loop, 2 connections
   segments  GET /api/v1/segments and /segments/{name}/members in a closed loop, 1 connection
             (`--profile-connections 0 --segment-connections 0`: ingestion alone, a baseline)
@@ -15,6 +19,13 @@ It samples the server's RSS every second and prints, per workload, requests/s, e
 errors and p50/p99 latency; the RSS at start, end and peak and its trend (least-squares
 slope over the second half, MB/min); and, after a clean stop, whether every acknowledged
 event is in the store exactly once.
+
+Every `--sample-every` seconds it also reads GET /api/v1/server/memory (the process's RSS
+and RssAnon, the Python heap as pymalloc blocks and objects the collector tracks, DuckDB's
+own accounting by tag) and the events stored, and prints them as a table with the slopes
+over the first and second half of RSS, of DuckDB's memory and of the rest (RSS - DuckDB):
+DuckDB's buffer pool holding more of a growing file is data growth, bounded by its
+memory_limit; growth in the rest is the Python side (or the allocators) and would be a leak.
 """
 
 from __future__ import annotations
@@ -77,6 +88,72 @@ def slope_mb_per_min(samples: list[tuple[float, float]]) -> float:
     return 60 * sum((t - mt) * (r - mr) for t, r in samples) / var if var else 0.0
 
 
+def sample_memory(url: str, token: str, key: str, every: float, stop: threading.Event,
+                  rows: list[dict]) -> None:  # fmt: skip
+    """Every `every` s: the server's own memory report and the events it holds."""
+    start = time.monotonic()
+    with httpx.Client(base_url=url, timeout=30) as client:
+        while True:
+            try:
+                mem = client.get("/api/v1/server/memory",
+                                 headers={"authorization": f"Bearer {token}"}).json()  # fmt: skip
+                events = client.get("/v1/status", auth=(key, "")).json()["events"]
+            except (httpx.HTTPError, KeyError, ValueError) as exc:
+                print(f"memory sample failed: {exc!r}", file=sys.stderr)
+            else:
+                rows.append({"t": time.monotonic() - start, "load": os.getloadavg()[0],
+                             "events": events, **mem})  # fmt: skip
+            if stop.wait(every):
+                return
+
+
+def memory_table(rows: list[dict]) -> None:
+    """The server's memory over time (MB) and its slopes over the first and second half.
+
+    DuckDB = duckdb_memory() (its buffer manager's accounting); je = the jemalloc DuckDB
+    allocates from (alloc: live, res: resident, freed pages it still holds included); malloc =
+    glibc (Python's objects over 512 bytes, NumPy/pandas buffers; free: freed but held);
+    other = RssAnon - je res: everything that is not DuckDB's (Python, glibc, Arrow)."""
+    print("\n    t  load   events(src)      file       WAL   RSS  RssAnon DuckDB je alloc je res"
+          "  malloc free  other  py blocks gc objs  DuckDB by tag")  # fmt: skip
+
+    def other(r: dict) -> float:
+        return r["process"]["rss_anon_mb"] - r["allocators"].get("jemalloc_resident_mb", 0.0)
+
+    for r in rows:
+        p, d, py, a = r["process"], r["duckdb"], r["python"], r["allocators"]
+        tags = " ".join(
+            f"{k}={v:.0f}" for k, v in sorted(d["by_tag_mb"].items(), key=lambda kv: -kv[1])[:3]
+        )
+        print(f"{r['t']:5.0f} {r['load']:5.2f} {r['events']:13,} {d['database_size']:>9} {d['wal_size']:>9}"
+              f" {p['rss_mb']:5.0f} {p['rss_anon_mb']:8.0f} {d['total_mb']:6.0f}"
+              f" {a.get('jemalloc_allocated_mb', 0):8.0f} {a.get('jemalloc_resident_mb', 0):6.0f}"
+              f" {a.get('malloc_in_use_mb', 0):7.0f} {a.get('malloc_free_mb', 0):4.0f} {other(r):6.0f}"
+              f" {py['allocated_blocks'] / 1000:9.0f}k {py['gc_objects'] / 1000:6.0f}k  {tags}")  # fmt: skip
+    if len(rows) < 6:
+        return
+    end = rows[-1]["t"]
+    series = {
+        "RSS": lambda r: r["process"]["rss_mb"],
+        "RssAnon": lambda r: r["process"]["rss_anon_mb"],
+        "DuckDB (duckdb_memory)": lambda r: r["duckdb"]["total_mb"],
+        "jemalloc allocated": lambda r: r["allocators"].get("jemalloc_allocated_mb", 0.0),
+        "jemalloc resident": lambda r: r["allocators"].get("jemalloc_resident_mb", 0.0),
+        "malloc in use": lambda r: r["allocators"].get("malloc_in_use_mb", 0.0),
+        "other (RssAnon - je res)": other,
+        "Python blocks (k/min)": lambda r: r["python"]["allocated_blocks"] / 1000,
+        "gc objects (k/min)": lambda r: r["python"]["gc_objects"] / 1000,
+    }
+    print("\nslope (MB/min unless said)   first half   second half")
+    for name, f in series.items():
+        first = [(r["t"], f(r)) for r in rows if r["t"] <= end / 2]
+        second = [(r["t"], f(r)) for r in rows if r["t"] >= end / 2]
+        print(f"{name:27} {slope_mb_per_min(first):+11.2f}  {slope_mb_per_min(second):+12.2f}")
+    lo, hi = rows[0], rows[-1]
+    print(f"DuckDB memory_limit {hi['duckdb']['limit']}; events (this source) {lo['events']:,} -> "
+          f"{hi['events']:,}; file {lo['duckdb']['database_size']} -> {hi['duckdb']['database_size']}")  # fmt: skip
+
+
 class Stats:
     def __init__(self, name: str):
         self.name = name
@@ -107,9 +184,8 @@ class Stats:
         )
 
 
-async def ingest(
-    url: str, key: str, users: list[str], rate: float, until: float, stats: Stats, acked: list
-) -> None:
+async def ingest(url: str, key: str, users: list[str], rate: float, until: float, stats: Stats,
+                 acked: list, new_share: float = 0.2) -> None:  # fmt: skip
     batch_size = 20
     interval = batch_size / rate
     async with httpx.AsyncClient(base_url=url, auth=(key, ""), timeout=30) as client:
@@ -122,7 +198,7 @@ async def ingest(
             for mid in ids:
                 user = (
                     random.choice(users)
-                    if random.random() < 0.8
+                    if random.random() >= new_share
                     else f"soak-{random.randrange(10**6)}"
                 )
                 kind = random.random()
@@ -190,7 +266,7 @@ async def reads(url: str, headers: dict, paths, until: float, stats: Stats) -> N
 
 async def load(url: str, key: str, token: str, users: list[str], profiles: list[str], segments: list[str],
                duration: float, rate: float, profile_connections: int = 2,
-               segment_connections: int = 1) -> tuple[list[Stats], list[str]]:  # fmt: skip
+               segment_connections: int = 1, new_share: float = 0.2) -> tuple[list[Stats], list[str]]:  # fmt: skip
     until = time.monotonic() + duration
     s_ingest, s_profiles, s_segments = Stats("ingest"), Stats("profiles"), Stats("segments")
     acked: list[str] = []
@@ -209,7 +285,7 @@ async def load(url: str, key: str, token: str, users: list[str], profiles: list[
         )
 
     await asyncio.gather(
-        ingest(url, key, users, rate, until, s_ingest, acked),
+        ingest(url, key, users, rate, until, s_ingest, acked, new_share),
         *(reads(url, headers, profile_path, until, s_profiles) for _ in range(profile_connections)),
         *(reads(url, headers, segment_path, until, s_segments) for _ in range(segment_connections)),
     )
@@ -235,6 +311,18 @@ def main() -> None:
         "--no-segments",
         action="store_true",
         help="no segments (a baseline for real-time evaluation)",
+    )
+    parser.add_argument(
+        "--population",
+        choices=("grow", "fixed"),
+        default="grow",
+        help="grow: 20%% of events from new people; fixed: only people the demo holds",
+    )
+    parser.add_argument(
+        "--sample-every",
+        type=float,
+        default=30.0,
+        help="seconds between memory reports from the server (0: none)",
     )
     parser.add_argument("--keep", action="store_true", help="keep the project directory")
     args = parser.parse_args()
@@ -307,27 +395,36 @@ def main() -> None:
     sampler = threading.Thread(target=sample, daemon=True)
     rss_start = rss_mb(server.pid)
     sampler.start()
+    memory_rows: list[dict] = []
+    mem_sampler = threading.Thread(target=sample_memory, daemon=True,
+                                   args=(url, token, key, args.sample_every, stop, memory_rows))  # fmt: skip
+    if args.sample_every > 0:
+        mem_sampler.start()
     segment_names = [] if args.no_segments else ["buyers", "big", "lapsed"]
     stats, acked = asyncio.run(load(url, key, token, users, profiles, segment_names,
                                     args.duration, args.rate, args.profile_connections,
-                                    args.segment_connections))  # fmt: skip
+                                    args.segment_connections,
+                                    0.2 if args.population == "grow" else 0.0))  # fmt: skip
     stop.set()
     sampler.join()
+    if args.sample_every > 0:
+        mem_sampler.join()
     load_avg = os.getloadavg()
     server.send_signal(signal.SIGTERM)
     server.wait(60)
     log.close()
 
     con = duckdb.connect(str(project / "panorama.duckdb"), read_only=True)
-    con.execute("CREATE TEMP TABLE acked (id VARCHAR)")
-    con.executemany("INSERT INTO acked VALUES (?)", [(a,) for a in acked])
+    import pyarrow as pa
+
+    con.register("acked", pa.table({"id": pa.array(acked, pa.string())}))  # row by row: ~1k/s
     stored = con.execute(
         "SELECT count(*) FROM events e JOIN acked a ON a.id = e.message_id"
     ).fetchone()[0]
     con.close()
 
     print(
-        f"\nsoak: {args.duration:.0f} s; load average during the run {load_avg[0]:.2f} / {load_avg[1]:.2f} (1/5 min)"
+        f"\nsoak: {args.duration:.0f} s, population {args.population}; load average during the run {load_avg[0]:.2f} / {load_avg[1]:.2f} (1/5 min)"
     )
     for s in stats:
         print(s.line(args.duration))
@@ -337,6 +434,7 @@ def main() -> None:
         f"server RSS: start {rss_start:.0f} MB, end {samples[-1][1] if samples else rss_start:.0f} MB, "
         f"peak {peak:.0f} MB; trend over the second half {slope_mb_per_min(half):+.2f} MB/min"
     )
+    memory_table(memory_rows)
     errors = sum(s.errors for s in stats)
     print(
         f"acknowledged events {len(acked):,}; in the store exactly once: {stored:,}"
