@@ -291,7 +291,8 @@ class _Loader:
                 tx.unregister("_seg_lines")
                 slow_lines = [r[0] for r in tx.execute(
                     "SELECT line FROM _seg_checked WHERE NOT _eligible ORDER BY line").fetchall()]  # fmt: skip
-                tx.execute("DELETE FROM _seg_checked WHERE NOT _eligible")
+                if slow_lines:
+                    tx.execute("DELETE FROM _seg_checked WHERE NOT _eligible")
                 raws = dict(zip(chunk.lines, chunk.raw, strict=True)) if slow_lines else {}
                 slow = [(n, readers.parse_json_line(n, raws[n])) for n in slow_lines]
                 slow += [(b.line, b) for b in chunk.bad]
@@ -301,14 +302,16 @@ class _Loader:
                     rows, _ = _guard.screen_rows(self.store, rows)
                     bad = _guard.screen_raw(self.store, bad, _guard.dead_letter_pairs)
                 fast = tx.execute("SELECT count(*) FROM _seg_checked").fetchone()[0]
-                tx.register("_seg_slow", events_table(rows))
                 columns = ", ".join(f'"{c}"' for c in EVENT_COLUMNS)
+                fast_rows = f"SELECT * EXCLUDE (_eligible, _screen), {_lit(self.file)} AS file FROM _seg_checked"
+                if rows:  # in line order, so that a message id's first line wins as on the Python path
+                    tx.register("_seg_slow", events_table(rows))
+                    fast_rows = f"SELECT * FROM ({fast_rows} UNION ALL BY NAME SELECT * FROM _seg_slow) ORDER BY line"
                 loaded = tx.execute(
-                    f"INSERT OR IGNORE INTO events ({columns}) SELECT {columns} FROM ("
-                    f"SELECT * EXCLUDE (_eligible, _screen), {_lit(self.file)} AS file FROM _seg_checked "
-                    f"UNION ALL BY NAME SELECT * FROM _seg_slow) ORDER BY line"
+                    f"INSERT OR IGNORE INTO events ({columns}) SELECT {columns} FROM ({fast_rows})"
                 ).fetchone()[0]
-                tx.unregister("_seg_slow")
+                if rows:
+                    tx.unregister("_seg_slow")
                 tx.execute("DROP TABLE _seg_checked")
                 self._reject(tx, bad)
             good = fast + len(rows)
