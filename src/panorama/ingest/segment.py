@@ -10,6 +10,7 @@ import hashlib
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import msgspec
 import orjson
 
 from panorama.store.schema import NUMERIC_PROPERTIES, PROMOTED_PROPERTIES
@@ -237,3 +238,163 @@ def normalize_values(
         orjson.dumps(context).decode() if context else None,
         *promoted, None, None,
     )  # fmt: skip
+
+
+# -- the fast path: well-formed messages straight from JSON bytes -----------------------------
+#
+# The HTTP API decodes messages with msgspec into a struct that keeps `traits`, `properties`
+# and `context` as the raw JSON text they arrived as (no decode and re-encode of the bulk of
+# each event). Only what validation needs is read. Anything unusual — a missing messageId,
+# \u escapes, identify traits carried in context.traits, a value of the wrong type — raises
+# `SlowPath`, and the caller validates that message with `normalize_values` instead, which
+# gives the precise error. Same rows as `normalize_values` for the messages it accepts.
+
+_Scalar = str | int | float | None
+_NO_RAW = msgspec.Raw(b"")
+
+
+class FastMessage(msgspec.Struct, rename="camel"):
+    type: str | None = None
+    user_id: _Scalar = None
+    anonymous_id: _Scalar = None
+    group_id: _Scalar = None
+    previous_id: _Scalar = None
+    message_id: _Scalar = None
+    event: object = None
+    name: object = None
+    timestamp: object = None
+    original_timestamp: object = None
+    sent_at: object = None
+    received_at: object = None
+    traits: msgspec.Raw = _NO_RAW
+    properties: msgspec.Raw = _NO_RAW
+    context: msgspec.Raw = _NO_RAW
+    write_key: object = None
+
+
+class _Contact(msgspec.Struct):
+    email: object = None
+    phone: object = None
+
+
+class _ContextTraits(msgspec.Struct):
+    traits: object = None
+
+
+_Promoted = msgspec.defstruct(
+    "_Promoted", [(name, object, None) for name in (*PROMOTED_PROPERTIES, "total")]
+)
+_decode_message = msgspec.json.Decoder(FastMessage).decode
+_decode_contact = msgspec.json.Decoder(_Contact).decode
+_decode_context = msgspec.json.Decoder(_ContextTraits).decode
+_decode_promoted = msgspec.json.Decoder(_Promoted).decode
+
+
+class SlowPath(Exception):
+    """This message needs the full validation (`normalize_values`)."""
+
+
+def _raw_object(raw: msgspec.Raw) -> str | None:
+    """The JSON text of an object field; None when absent, null or empty."""
+    text = bytes(raw)
+    if not text or text == b"null":
+        return None
+    if text[:1] != b"{" or b"\\u" in text:
+        raise SlowPath  # not an object (the full path names the error), or escapes to normalise
+    if len(text) < 8 and not text.strip(b"{} \t\r\n"):
+        return None
+    return text.decode()
+
+
+def _fast_id(value) -> str | None:
+    if value is None or value == "":
+        return None
+    return value if isinstance(value, str) else str(value)
+
+
+def fast_values(
+    raw: bytes | msgspec.Raw,
+    *,
+    source: str,
+    received_at: datetime,
+    default_type: str | None = None,
+    batch_sent_at: datetime | None = None,
+    message: FastMessage | None = None,
+) -> tuple:
+    """`normalize_values(..., correct_skew=True)` for one message's JSON bytes (or its decoded
+    `message`); raises `SlowPath` (or a msgspec/Message error) when it cannot decide alone."""
+    m = message if message is not None else _decode_message(raw)
+    kind = m.type if m.type is not None else default_type
+    if kind not in MESSAGE_TYPES:  # upper case, missing or unknown: the full path
+        raise SlowPath
+    message_id = _fast_id(m.message_id)
+    user_id = _fast_id(m.user_id)
+    anonymous_id = _fast_id(m.anonymous_id)
+    if message_id is None or (user_id is None and anonymous_id is None):
+        raise SlowPath
+    event = None
+    if kind == "track":
+        event = m.event
+        if not isinstance(event, str) or not event.strip():
+            raise SlowPath
+        event = event.strip()
+    elif kind in ("page", "screen"):
+        name = m.name
+        event = name.strip() if isinstance(name, str) and name.strip() else None
+    group_id = _fast_id(m.group_id)
+    previous_id = _fast_id(m.previous_id)
+    if (kind == "group" and not group_id) or (kind == "alias" and not previous_id):
+        raise SlowPath
+    traits = _raw_object(m.traits)
+    properties = _raw_object(m.properties)
+    context = _raw_object(m.context)
+    context_traits = _decode_context(context).traits if context and '"traits"' in context else None
+    if kind == "identify" and traits is None and isinstance(context_traits, dict):
+        raise SlowPath  # identify traits sent in context.traits (RudderStack)
+
+    timestamp = parse_time(m.timestamp, "timestamp")
+    original = parse_time(m.original_timestamp, "originalTimestamp")
+    sent_at = parse_time(m.sent_at, "sentAt") or batch_sent_at
+    parse_time(m.received_at, "receivedAt")  # validated; the server's clock is what counts
+    original = original or timestamp
+    if timestamp is None:
+        timestamp = original or received_at
+    if original is not None and sent_at is not None and abs(sent_at - received_at) > _SKEW_TOLERANCE:
+        timestamp = received_at - (sent_at - original)
+
+    contact = {}
+    if traits is not None and ('"email"' in traits or '"phone"' in traits):
+        c = _decode_contact(traits)
+        contact = {"email": c.email, "phone": c.phone}
+    ctx = {"traits": context_traits} if isinstance(context_traits, dict) else {}
+    promoted = _NO_PROMOTED if properties is None else _fast_promoted(properties)
+    return (
+        message_id, kind, event, source, user_id, anonymous_id, group_id, previous_id,
+        timestamp, original, sent_at, received_at,
+        message_identifiers(user_id, anonymous_id, contact, ctx),
+        traits, properties, context, *promoted, None, None,
+    )  # fmt: skip
+
+
+_NUMERIC_AT = frozenset(i for i, name in enumerate(_PROMOTED) if name in NUMERIC_PROPERTIES)
+_NO_PROMOTED_OR_TOTAL = (None,) * (len(_PROMOTED) + 1)
+
+
+def _fast_promoted(properties: str) -> tuple:
+    """`_promoted` read straight from the properties' JSON (only the promoted keys decoded)."""
+    values = msgspec.structs.astuple(_decode_promoted(properties))
+    if values == _NO_PROMOTED_OR_TOTAL:
+        return _NO_PROMOTED
+    out = list(values[:-1])
+    for i, value in enumerate(out):
+        if value is None:
+            continue
+        if i in _NUMERIC_AT:
+            out[i] = _number(value, f"properties.{_PROMOTED[i]}")
+        elif isinstance(value, (dict, list)):
+            out[i] = None
+        elif not isinstance(value, str):
+            out[i] = str(value)
+    if out[_REVENUE] is None and values[-1] is not None:
+        out[_REVENUE] = _number(values[-1], "properties.total")
+    return tuple(out)

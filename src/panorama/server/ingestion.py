@@ -22,6 +22,7 @@ import zlib
 from dataclasses import dataclass
 from datetime import datetime
 
+import msgspec
 import orjson
 
 from panorama.ingest.keys import KeyRing, WriteKey
@@ -29,7 +30,10 @@ from panorama.ingest.log import DeadLetter, events_table_from_values, utcnow
 from panorama.ingest.segment import (
     EVENT_COLUMNS,
     MAX_MESSAGE_BYTES,
+    FastMessage,
     MessageError,
+    SlowPath,
+    fast_values,
     normalize_values,
     parse_time,
 )
@@ -110,6 +114,33 @@ def decode_body(body: bytes, content_encoding: str | None, limit: int) -> bytes:
     if not inflater.eof:
         raise ApiError(400, "invalid_encoding", f"the {encoding or 'gzip'} body is truncated")
     return data
+
+
+class _Envelope(msgspec.Struct, rename="camel"):
+    batch: list[msgspec.Raw]
+    sent_at: object = None
+    context: object = None
+    write_key: object = None
+
+
+_decode_envelope = msgspec.json.Decoder(_Envelope).decode
+_decode_single = msgspec.json.Decoder(FastMessage).decode
+# A message `fast_values` leaves to the full validation (which then names any error).
+_NOT_FAST = (SlowPath, MessageError, msgspec.ValidationError, msgspec.DecodeError)
+
+
+def decode_fast(kind: str, data: bytes):
+    """The request decoded for the fast path (`fast_values`), or None when anything about its
+    shape is unusual (the full path then parses it and names the error)."""
+    try:
+        if kind != BATCH:
+            return _decode_single(data)
+        envelope = _decode_envelope(data)
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        return None
+    if envelope.context:  # batch-level context is merged into each message: the full path
+        return None
+    return envelope
 
 
 def parse_json(data: bytes) -> dict:
@@ -218,12 +249,15 @@ class Ingestor:
             data = decode_body(body, content_encoding, limit)
             if len(data) > limit:
                 raise too_large(kind, None)
-            payload = parse_json(data)
+            fast = decode_fast(kind, data)
+            payload = parse_json(data) if fast is None else None
             if key is None:
-                body_key = payload.get("writeKey")
+                body_key = payload.get("writeKey") if fast is None else fast.write_key
                 key = await self.authenticate(body_key if isinstance(body_key, str) else None)
             received_at = utcnow()
-            if kind == BATCH:
+            if fast is not None:
+                outcome = self._fast(fast, data, kind, path, key.source, received_at)
+            elif kind == BATCH:
                 outcome = self._batch(payload, key.source, received_at, len(data))
             else:
                 outcome = self._single(payload, kind, path, key.source, received_at)
@@ -262,6 +296,36 @@ class Ingestor:
             return 200, OK_BODY
         except ApiError as exc:
             return exc.status, exc.body()
+
+    def _fast(self, fast, data: bytes, kind: str, path: str, source: str,
+              received_at: datetime) -> Outcome:  # fmt: skip
+        """Messages through `fast_values`; each one it cannot decide alone goes the full way."""
+        if kind != BATCH:
+            if fast.type is None or fast.type == kind:
+                try:
+                    row = fast_values(data, source=source, received_at=received_at,
+                                      default_type=kind, message=fast)  # fmt: skip
+                    return Outcome([row], [], [])
+                except _NOT_FAST:
+                    pass
+            return self._single(parse_json(data), kind, path, source, received_at)
+        try:
+            sent_at = parse_time(fast.sent_at, "sentAt")
+        except MessageError:
+            return self._batch(parse_json(data), source, received_at, len(data))  # names the error
+        outcome = Outcome([], [], [])
+        rows = outcome.rows
+        for index, raw in enumerate(fast.batch):
+            if len(raw) <= MAX_MESSAGE_BYTES:
+                try:
+                    rows.append(fast_values(raw, source=source, received_at=received_at,
+                                            batch_sent_at=sent_at))  # fmt: skip
+                    continue
+                except _NOT_FAST:
+                    pass
+            self._message(orjson.loads(bytes(raw)), index, source, received_at, sent_at, None,
+                          len(data) > MAX_MESSAGE_BYTES, outcome)  # fmt: skip
+        return outcome
 
     def _single(
         self, message: dict, kind: str, path: str, source: str, received_at: datetime
@@ -306,27 +370,32 @@ class Ingestor:
             )
         check_size = size > MAX_MESSAGE_BYTES  # no message can be over the limit otherwise
         outcome = Outcome([], [], [])
-        rows = outcome.rows
         for index, message in enumerate(messages):
-            if not isinstance(message, dict):
-                self._reject(message, index, source, "batch[]",
-                             f"each message must be a JSON object, got {_json_type(message)}", outcome)  # fmt: skip
-                continue
-            if check_size:
-                length = len(orjson.dumps(message))
-                if length > MAX_MESSAGE_BYTES:
-                    self._reject(message, index, source, "(message)",
-                                 f"the message is {length:,} bytes; the limit is {_kb(MAX_MESSAGE_BYTES)} per message",
-                                 outcome)  # fmt: skip
-                    continue
-            if context and isinstance(message.get("context", {}), dict):
-                message["context"] = {**context, **(message.get("context") or {})}
-            try:
-                rows.append(normalize_values(message, source=source, received_at=received_at,
-                                              correct_skew=True, batch_sent_at=sent_at))  # fmt: skip
-            except MessageError as exc:
-                self._reject(message, index, source, exc.field, exc.reason, outcome)
+            self._message(message, index, source, received_at, sent_at, context, check_size, outcome)
         return outcome
+
+    def _message(self, message, index: int, source: str, received_at: datetime,
+                 sent_at: datetime | None, context: dict | None, check_size: bool,
+                 outcome: Outcome) -> None:  # fmt: skip
+        """One message of a batch: a row in `outcome`, or a rejection naming the field."""
+        if not isinstance(message, dict):
+            self._reject(message, index, source, "batch[]",
+                         f"each message must be a JSON object, got {_json_type(message)}", outcome)  # fmt: skip
+            return
+        if check_size:
+            length = len(orjson.dumps(message))
+            if length > MAX_MESSAGE_BYTES:
+                self._reject(message, index, source, "(message)",
+                             f"the message is {length:,} bytes; the limit is {_kb(MAX_MESSAGE_BYTES)} per message",
+                             outcome)  # fmt: skip
+                return
+        if context and isinstance(message.get("context", {}), dict):
+            message["context"] = {**context, **(message.get("context") or {})}
+        try:
+            outcome.rows.append(normalize_values(message, source=source, received_at=received_at,
+                                                 correct_skew=True, batch_sent_at=sent_at))  # fmt: skip
+        except MessageError as exc:
+            self._reject(message, index, source, exc.field, exc.reason, outcome)
 
     @staticmethod
     def _reject(message, index: int, source: str, field: str, reason: str,
