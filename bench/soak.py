@@ -150,6 +150,10 @@ def memory_table(rows: list[dict]) -> None:
         second = [(r["t"], f(r)) for r in rows if r["t"] >= end / 2]
         print(f"{name:27} {slope_mb_per_min(first):+11.2f}  {slope_mb_per_min(second):+12.2f}")
     lo, hi = rows[0], rows[-1]
+    if "containers" in hi:
+        before = {c["where"]: c["len"] for c in lo.get("containers", [])}
+        print("largest Python containers (len at the first and last sample): " + "; ".join(
+            f"{c['where']} {before.get(c['where'], '-')} -> {c['len']:,}" for c in hi["containers"]))  # fmt: skip
     print(f"DuckDB memory_limit {hi['duckdb']['limit']}; events (this source) {lo['events']:,} -> "
           f"{hi['events']:,}; file {lo['duckdb']['database_size']} -> {hi['duckdb']['database_size']}")  # fmt: skip
 

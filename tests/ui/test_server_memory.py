@@ -26,6 +26,8 @@ def test_memory_report_reads_the_process_python_and_duckdb(ui_server):
     alloc = body["allocators"]
     assert alloc["jemalloc_resident_mb"] >= alloc["jemalloc_allocated_mb"] > 0
     assert alloc["malloc_in_use_mb"] > 0 and alloc["malloc_free_mb"] >= 0
+    # the largest Python containers, named by where they live (a module-level cache would show)
+    assert all(c["len"] >= 100 and c["where"] for c in body["containers"])
 
 
 def test_memory_report_needs_sources_view(ui_server):

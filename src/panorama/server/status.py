@@ -11,6 +11,7 @@ import ctypes
 import gc
 import os
 import sys
+import types
 from typing import Any
 
 from panorama.store import Store
@@ -83,6 +84,44 @@ def allocators() -> dict[str, float]:
     return out
 
 
+_CONTAINERS = (dict, list, set, frozenset, tuple)
+
+
+def largest_containers(
+    extra: dict[str, object] | None = None, limit: int = 8
+) -> list[dict[str, Any]]:
+    """The largest Python containers by length, to name the one that grows: the module-level
+    ones of panorama's modules (and the containers held by their module-level objects), which
+    `gc.freeze` at start-up hides from the collector, and the collector's tracked objects."""
+    import collections
+
+    found: dict[int, tuple[int, str]] = {}
+
+    def note(obj: object, where: str) -> None:
+        if isinstance(obj, (*_CONTAINERS, collections.deque)) and len(obj) >= 100:
+            found.setdefault(id(obj), (len(obj), where))
+
+    for name, module in list(sys.modules.items()):
+        if not name.startswith("panorama") or module is None:
+            continue
+        for attr, value in list(vars(module).items()):
+            note(value, f"{name}.{attr}")
+            inner = getattr(value, "__dict__", None)
+            if isinstance(value, type | types.ModuleType) or callable(value):
+                continue
+            if isinstance(inner, dict):
+                for key, item in list(inner.items()):
+                    note(item, f"{name}.{attr}.{key}")
+    for name, value in (extra or {}).items():
+        for key, item in list(vars(value).items()):
+            note(item, f"{name}.{key}")
+    for obj in gc.get_objects():
+        if type(obj) in (dict, list, set, collections.deque) and len(obj) >= 1000:
+            found.setdefault(id(obj), (len(obj), f"<{type(obj).__name__}>"))
+    top = sorted(found.values(), reverse=True)[:limit]
+    return [{"where": where, "len": n} for n, where in top]
+
+
 def duckdb_memory(store: Store) -> dict[str, Any]:
     """DuckDB's accounting: memory by tag (non-zero tags), the total, its limit, the file."""
     cur = store.cursor()
@@ -100,4 +139,5 @@ def duckdb_memory(store: Store) -> dict[str, Any]:
 
 def memory_report(store: Store) -> dict[str, Any]:
     return {"pid": os.getpid(), "process": process_memory(), "python": python_memory(),
-            "duckdb": duckdb_memory(store), "allocators": allocators()}  # fmt: skip
+            "duckdb": duckdb_memory(store), "allocators": allocators(),
+            "containers": largest_containers({"store": store})}  # fmt: skip
