@@ -95,7 +95,9 @@ def start_server(
     from panorama.server.app import Tuning, create_app
 
     # GC and GIL-switch tuning are process-wide: leave the test process as it is.
-    app_options.setdefault("tuning", Tuning(gc_threshold=None, switch_interval=None))
+    app_options.setdefault(
+        "tuning", Tuning(gc_threshold=None, switch_interval=None, malloc_trim_seconds=None)
+    )
     app = create_app(project, **app_options)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -26,6 +26,7 @@ from panorama.config import Project, load_project
 from panorama.ingest import hooks
 from panorama.ingest.keys import KeyRing
 from panorama.ingest.writer import GroupCommitWriter
+from panorama.server import malloc
 from panorama.server.ingestion import (
     BATCH,
     MAX_BATCH_BYTES,
@@ -64,6 +65,11 @@ class Tuning:
     # Objects alive after startup are frozen out of collections (`gc.freeze`). The last two
     # settings are process-wide: tests that serve in-process turn them off (None).
     gc_threshold: int | None = 50_000
+    # glibc malloc arenas (MALLOC_ARENA_MAX) and how often free memory is handed back to the
+    # system (`panorama.server.malloc`): without them RSS kept rising under a steady load
+    # while the heap did not (docs/operations.md, soak). Process-wide, like the two above.
+    malloc_arenas: int | None = 2
+    malloc_trim_seconds: float | None = 60.0
 
 
 @dataclass
@@ -84,6 +90,13 @@ def create_app(project: Project | Path | str, *, tuning: Tuning | None = None,
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if settings.switch_interval:
             sys.setswitchinterval(settings.switch_interval)
+        if settings.malloc_arenas:
+            malloc.limit_arenas(settings.malloc_arenas)  # before DuckDB and our threads start
+        trimmer = (
+            malloc.Trimmer(settings.malloc_trim_seconds).start()
+            if settings.malloc_trim_seconds
+            else None
+        )
         store = open_store(proj.store_path)
         if settings.duckdb_threads:
             store.execute(f"SET threads = {int(settings.duckdb_threads)}")
@@ -111,6 +124,8 @@ def create_app(project: Project | Path | str, *, tuning: Tuning | None = None,
             hooks.stop_background(store)  # runs the hooks over what is queued
             for handle in reversed(realtime):
                 handle.stop()
+            if trimmer is not None:
+                trimmer.stop()
             store.close()
 
     app = FastAPI(
