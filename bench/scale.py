@@ -13,9 +13,10 @@ Each engine runs in its own child process on its own copy of the store:
 
 * duckdb: `unify` (components with scipy), traits + RFM + lifecycle, metrics, point-in-time
   features, batch segments (the segments engine's evaluation query);
-* spark:  Spark session start, `unify` with the connected components on Spark, the store's
-  log to the Parquet log (partitioned by date and source), then traits + RFM + lifecycle,
-  metrics, features and segments on Spark (`panorama.scale.pipeline.run`).
+* spark:  Spark session start, `unify` with Splink's Spark backend and the connected
+  components on Spark, the store's log to the Parquet log (partitioned by date and source),
+  then the golden record, traits + RFM + lifecycle, metrics, features and segments on Spark
+  (`panorama.scale.pipeline.run`).
 
 Prints each step's time, the totals, the peak RSS of the process tree (Python + the Spark
 JVM, sampled every 0.2 s) and the load average before and after.
@@ -200,13 +201,13 @@ def run_engine(engine: str, root: Path, master: str) -> dict:
         profiles, events = run.profiles, run.events
     else:
         from panorama.scale.engine import session
-        from panorama.scale.identity import spark_components
+        from panorama.scale.identity import unify_on_spark
         from panorama.scale.pipeline import run as spark_run
 
         spark = session(proj.config, master=master, local_dir=str(root / "spark-scratch"))
         lap("Spark session start")
-        stats = unify(store, proj, components=spark_components(spark, root / "graph"))
-        lap("unify (components on Spark)")
+        stats = unify_on_spark(store, proj, spark, root / "identity-work")
+        lap("unify (Splink and components on Spark)")
         as_of = default_as_of(store)
         out = spark_run(store, proj, spark, as_of=as_of)
         for name, seconds in out.seconds.items():

@@ -1,6 +1,7 @@
 """Parity: the batch pipeline on Spark (Parquet log, local[2]) equals the DuckDB pipeline on a
-small demo project (300 customers): profiles (count and membership), traits/RFM/lifecycle,
-metrics, point-in-time features and batch segment membership."""
+small demo project (300 customers): profiles (count and membership; Splink's pairs scored by its
+Spark backend), the golden record, traits/RFM/lifecycle, metrics, point-in-time features and
+batch segment membership."""
 
 from __future__ import annotations
 
@@ -96,11 +97,19 @@ def _partition(store) -> set[frozenset]:
     return {frozenset(tuple(m) for m in members) for _, members in rows}
 
 
+def _splink_pairs(store) -> set[tuple]:
+    rows = store.execute(
+        "SELECT a_source, a_record_id, b_source, b_record_id FROM identity_splink"
+    ).fetchall()
+    return set(rows)
+
+
 def test_spark_pipeline_equals_duckdb(project, spark, tmp_path):
     from panorama.identity.service import unify
     from panorama.predict.features import FeatureBuilder
+    from panorama.profiles.golden import golden_long_sql
     from panorama.scale import pipeline
-    from panorama.scale.identity import spark_components
+    from panorama.scale.identity import unify_on_spark
     from panorama.traits.batch import compute, default_as_of
     from panorama.traits.metrics import compute as metrics
 
@@ -108,6 +117,7 @@ def test_spark_pipeline_equals_duckdb(project, spark, tmp_path):
     # --- the DuckDB pipeline -------------------------------------------------------------
     duck_stats = unify(store, proj)
     duck_profiles = _partition(store)
+    duck_pairs = _splink_pairs(store)
     as_of = default_as_of(store)
     compute(store, proj.config, as_of, point_in_time=False)
     duck_traits = store.execute("SELECT * FROM profile_traits ORDER BY profile_id").df()
@@ -118,14 +128,24 @@ def test_spark_pipeline_equals_duckdb(project, spark, tmp_path):
     duck_members = pipeline.duckdb_members(store, proj, as_of)
 
     # --- the same on Spark ---------------------------------------------------------------
-    spark_stats = unify(store, proj, components=spark_components(spark, tmp_path / "graph"))
+    spark_stats = unify_on_spark(store, proj, spark, tmp_path / "identity")
     assert "components (spark)" in spark_stats.seconds
+    # Splink's model estimated and its pairs scored by Splink's Spark backend: the same pairs
+    # pass the threshold (EM on Spark may differ in the last decimals of a probability)
+    assert spark_stats.splink_pairs == duck_stats.splink_pairs > 0
+    assert _splink_pairs(store) == duck_pairs
+    assert not [t for t in spark.catalog.listTables() if t.name.startswith("__splink")]
     assert spark_stats.profiles == duck_stats.profiles > 300
     assert spark_stats.components == duck_stats.components
     assert _partition(store) == duck_profiles
     assert any(len(p) > 2 for p in duck_profiles)  # real merges, not one record per profile
 
+    golden = store.execute(f"SELECT profile_id, attribute, value, rule FROM ({golden_long_sql(store, proj.config)})").fetchall()  # fmt: skip
     run = pipeline.run(store, proj, spark, as_of=as_of)
+    # the golden record: the same winning value of every attribute of every profile
+    spark_golden = run.golden[["profile_id", "attribute", "value", "rule"]].itertuples(index=False)
+    assert sorted(map(tuple, spark_golden)) == sorted(golden)
+    assert len(golden) > 1000
 
     # the log really is Parquet, partitioned by date and source
     root = pipeline.log_path(proj)
@@ -146,6 +166,24 @@ def test_spark_pipeline_equals_duckdb(project, spark, tmp_path):
     assert sum(len(v) > 0 for v in run.members.values()) >= 3
     # the run is loaded back into the store for the API and UI
     assert store.scalar("SELECT count(*) FROM profile_traits") == len(duck_traits)
+
+    # the golden record's profile rows (every attribute, provenance, rows, sources)
+    import orjson
+
+    from panorama.profiles.golden import _attributes, golden_sql
+    from panorama.scale.golden import golden_wide
+
+    expected = store.execute(
+        f"SELECT * REPLACE (CAST(provenance AS VARCHAR) AS provenance) "
+        f"FROM ({golden_sql(store, proj.config)}) ORDER BY profile_id"
+    ).df()
+    actual = golden_wide(spark, _attributes(store, proj.config)).toPandas()
+    actual = actual.sort_values("profile_id").reset_index(drop=True)
+    for frame in (expected, actual):
+        frame["provenance"] = [
+            orjson.loads(v) if isinstance(v, str) else None for v in frame["provenance"]
+        ]
+    assert _diffs("golden", expected, actual) == []
 
 
 def test_a_second_sync_appends_only_new_rows_and_readers_dedupe(project, spark, tmp_path):

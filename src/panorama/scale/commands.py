@@ -58,15 +58,14 @@ def unify(project: Path = Path(".")) -> None:
 
         return on_duckdb(project=project)
     from panorama.cli import console, project_store
-    from panorama.identity.service import unify as run
-    from panorama.scale.identity import spark_components
+    from panorama.scale.identity import unify_on_spark
     from panorama.scale.pipeline import log_path
 
     with project_store(project) as (proj, store):
         spark = spark_for(proj)
-        work = Path(log_path(proj)) / "_identity" / "graph" if "://" not in str(log_path(proj)) else proj.root / ".panorama-spark" / "graph"  # fmt: skip
-        stats = run(store, proj, components=spark_components(spark, work))
-        console.print(f"unify (components on Spark): {stats.members:,} records and events, "
+        work = Path(log_path(proj)) / "_identity" / "work" if "://" not in str(log_path(proj)) else proj.root / ".panorama-spark" / "work"  # fmt: skip
+        stats = unify_on_spark(store, proj, spark, work)
+        console.print(f"unify (Splink and components on Spark): {stats.members:,} records and events, "
                       f"{stats.profiles:,} profiles, {stats.splink_pairs:,} probabilistic matches; "
                       + ", ".join(f"{k} {v:.1f} s" for k, v in stats.seconds.items()))  # fmt: skip
 

@@ -77,8 +77,8 @@ def session(
     tunes it for tiny data (tests: one shuffle partition, no code generation, a JVM that
     compiles less); `local_dir` holds Spark's scratch files (shuffle, spills, checkpoints).
 
-    Nothing is downloaded: PySpark's own jars are on the classpath and no
-    `spark.jars.packages` is set (unless `spark.conf` asks for it)."""
+    Nothing is downloaded: PySpark's own jars and the Splink wheel's similarity jar are on the
+    classpath and no `spark.jars.packages` is set (unless `spark.conf` asks for it)."""
     from pyspark.sql import SparkSession
 
     sc = config.spark if config is not None else None
@@ -116,7 +116,14 @@ def session(
             .config("spark.sql.adaptive.enabled", "false")
             .config("spark.default.parallelism", "1")
         )
-    for key, value in (sc.conf if sc else {}).items():
+    conf = dict(sc.conf if sc else {})
+    from panorama.scale.splink import jar_location
+
+    if jar := jar_location():
+        # Splink's similarity functions (the Spark backend of the probabilistic step); the jar
+        # ships in the Splink wheel
+        conf["spark.jars"] = ",".join(filter(None, [conf.get("spark.jars"), jar]))
+    for key, value in conf.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")

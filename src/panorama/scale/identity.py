@@ -6,9 +6,10 @@ machine. The components step — the part that grows with the whole graph — ru
 iterative min-label propagation with pointer jumping, each component labelled by its smallest
 node id (exactly what the scipy step gives, so both engines resolve the same profiles). Merge
 protection (`identity.resolver`), which only touches the few components with a conflict, and the
-stable profile ids stay on the driver.
+stable profile ids stay on the driver. The probabilistic step (Splink) runs on Spark too,
+with Splink's Spark backend (`scale.splink`).
 
-    stats = unify(store, project, components=spark_components(spark, workdir))
+    stats = unify_on_spark(store, project, spark, workdir)
 """
 
 from __future__ import annotations
@@ -89,3 +90,19 @@ def spark_components(spark, workdir: Path, log: Callable[[str], None] | None = N
         shutil.rmtree(work, ignore_errors=True)
 
     return components
+
+
+def unify_on_spark(store, project, spark, workdir: Path, log: Callable[[str], None] | None = None):
+    """`panorama unify` with its Spark steps: Splink's model estimated and its pairs scored by
+    Splink's Spark backend, and the graph's connected components on Spark. Returns RunStats."""
+    from panorama.identity.service import unify
+    from panorama.scale.splink import spark_api
+
+    work = Path(workdir)
+    api = spark_api(spark, work / "splink") if project.config.identity.splink.enabled else None
+    try:
+        return unify(store, project, components=spark_components(spark, work / "graph", log),
+                     splink_api=api)  # fmt: skip
+    finally:
+        if api is not None:
+            api.close()

@@ -7,13 +7,14 @@
 2. identity: `panorama unify` with the graph's connected components on Spark
    (`scale.identity`); its result, (message_id -> profile_id) and ((source, record_id) ->
    profile_id), is exported beside the log and joined on Spark to every event and record;
+   the golden record (survivorship, `scale.golden`) is computed on Spark from them;
 3. traits, RFM, lifecycle and metrics: `traits.engines.run_pipeline` and `traits.metrics.run`
    on Spark (the same SQL steps as on DuckDB, transpiled by sqlglot);
 4. point-in-time features at the run's as-of time: `predict.features.FeatureBuilder`'s SQL on
    Spark through `SparkCursor`;
 5. batch segments: `segments.engine.evaluation_sql` (the one query shape of every evaluation,
    event functions included) over the profile on Spark: traits from step 3, the golden
-   record and prediction columns from the store.
+   record from step 2, prediction columns from the store (written there by `panorama predict`).
 
 Outputs are Parquet under `<log_path>/_derived/`; `profile_traits` is loaded back into the
 store, so the API, UI, segment history and real-time path read the run as after a DuckDB run.
@@ -43,6 +44,7 @@ class SparkRun:
     traits: object = None  # pandas frame, sorted by profile_id
     features: object = None
     metrics: dict = field(default_factory=dict)
+    golden: object = None  # pandas: (profile_id, attribute, value, source, record_id, ts, rule)
     members: dict[str, list[str]] = field(default_factory=dict)  # segment -> sorted profile ids
     errors: dict[str, str] = field(default_factory=dict)  # segments that do not compile
 
@@ -131,6 +133,8 @@ def run(store: Store, project: Project, spark, *, as_of: dt.datetime | None = No
     counts = plog.spark_views(spark, root, store)
     _register_inputs(spark, local / "_identity")
     lap("read log")
+    out.golden = golden_record(store, project, spark, local / "_identity").toPandas()
+    lap("golden record")
 
     as_of = as_of or default_as_of(store)
     plan = compile_plan(config)
@@ -207,13 +211,27 @@ def _load_back(
     store.forget_recent()
 
 
+def golden_record(store: Store, project: Project, spark, directory: Path):
+    """The golden record on Spark (`scale.golden`, after `_register_inputs`): the winning value
+    of every attribute of every profile, registered as `_golden_long`."""
+    from panorama.scale.golden import export_identity_tables, golden_long
+
+    export_identity_tables(store, spark, directory)
+    return golden_long(spark, store, project.config)
+
+
+GOLDEN_FIXED = ("provenance", "rows", "sources", "profile_created_at")  # golden_sql's own columns
+
+
 def evaluate_segments(store: Store, project: Project, spark, directory: Path, now: dt.datetime):
     """Members of every configured segment, evaluated on Spark by the segments engine's own
-    query (`evaluation_sql`): the profile view is the traits computed on Spark
-    (`_profile_traits`) plus the columns other modules own (golden record, predictions),
-    exported from the store; event functions read `pe_input`. Returns (members, errors)."""
+    query (`evaluation_sql`): the profile view is the golden record (`_golden_long`, every
+    profile) and the traits (`_profile_traits`), both computed on Spark, plus the columns other
+    modules own (predictions), exported from the store; event functions read `pe_input`.
+    Returns (members, errors)."""
+    from panorama.scale.golden import golden_wide
     from panorama.segments.catalog import Catalog, Source
-    from panorama.segments.engine import SegmentSet, evaluation_sql, profile_rows_sql
+    from panorama.segments.engine import SegmentSet, evaluation_sql
 
     if not project.config.segments:
         return {}, {}
@@ -222,19 +240,39 @@ def evaluate_segments(store: Store, project: Project, spark, directory: Path, no
     if not segset.compiled:
         return {}, dict(segset.errors)
     used = set().union(*(c.columns for c in segset.compiled.values()))
-    rest = sorted(c for c in used if catalog.owner.get(c) not in ("traits", "_ids"))
-    path = directory / "profile_rest.parquet"
-    store.execute(
-        f"COPY ({profile_rows_sql(catalog, None, rest)}) TO '{_q(path)}' (FORMAT parquet)"
-    )
-    spark.read.parquet(str(path)).createOrReplaceTempView("_profile_rest")
     traits_cols = [c for c in spark.table("_profile_traits").columns if c != "profile_id"]
-    rest_cols = [c for c in rest if c not in traits_cols]
-    select = ", ".join(
-        ["r.profile_id", *(f"t.`{c}`" for c in traits_cols), *(f"r.`{c}`" for c in rest_cols)]
+    golden_cols = sorted(
+        c for c in used if catalog.owner.get(c) == "profile" and c not in traits_cols
     )
-    spark.sql(f"SELECT {select} FROM _profile_rest r LEFT JOIN _profile_traits t USING (profile_id)") \
-        .createOrReplaceTempView("_profile")  # fmt: skip
+    golden_wide(spark, [c for c in golden_cols if c not in GOLDEN_FIXED]).createOrReplaceTempView(
+        "_golden"
+    )
+    select = [
+        "g.profile_id",
+        *(f"t.`{c}`" for c in traits_cols),
+        *(f"g.`{c}`" for c in golden_cols),
+    ]
+    joins = ["LEFT JOIN _profile_traits t ON t.profile_id = g.profile_id"]
+    rest_cols = list(golden_cols)
+    for i, source in enumerate(catalog.sources):  # predictions: from the store
+        if source.name in ("traits", "profile"):
+            continue
+        cols = sorted(
+            c for c in used if catalog.owner.get(c) == source.name and c not in traits_cols
+        )
+        if not cols:
+            continue
+        path = directory / f"profile_{source.name}.parquet"
+        store.execute(
+            f"COPY (SELECT {source.select(cols)} FROM ({source.sql})) TO '{_q(path)}' (FORMAT parquet)"
+        )
+        spark.read.parquet(str(path)).createOrReplaceTempView(f"_rest{i}")
+        select += [f"r{i}.`{c}`" for c in cols]
+        joins.append(f"LEFT JOIN _rest{i} r{i} ON r{i}.profile_id = g.profile_id")
+        rest_cols += cols
+    spark.sql(
+        f"SELECT {', '.join(select)} FROM _golden g {' '.join(joins)}"
+    ).createOrReplaceTempView("_profile")
     columns = {
         c: catalog.columns.get(c, "VARCHAR") for c in ["profile_id", *traits_cols, *rest_cols]
     }
@@ -264,6 +302,7 @@ def segments_on_spark(store: Store, project: Project, spark, now: dt.datetime | 
     plog.spark_views(spark, root, store)
     export_identity(store, local / "_identity")
     _register_inputs(spark, local / "_identity")
+    golden_record(store, project, spark, local / "_identity")
     spark.read.parquet(str(derived / "profile_traits.parquet")).createOrReplaceTempView(
         "_profile_traits"
     )
