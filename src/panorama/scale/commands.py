@@ -35,7 +35,9 @@ def spark_for(project) -> object:
     from panorama.cli import fail
 
     if importlib.util.find_spec("pyspark") is None:
-        fail("engine: spark needs PySpark (pip install 'pyspark>=4') and Java 17+")
+        fail(
+            "engine: spark needs PySpark (pip install 'panorama-cdp[spark]', or 'pyspark>=4') and Java 17+"
+        )
     key = str(project.root)
     if key not in _sessions:
         from panorama.scale.engine import session

@@ -133,6 +133,8 @@ def golden_long(spark, store: Store, config: ProjectConfig | None):
     """The winning value of every attribute of every profile, as a Spark DataFrame (cached and
     registered as `_golden_long`)."""
     spark.sql(candidates_sql(config)).createOrReplaceTempView("_golden_candidates")
+    if spark.catalog.tableExists("_golden_long"):  # a previous run's, still cached
+        spark.catalog.uncacheTable("_golden_long")
     df = spark.sql(golden_long_spark_sql(store, config)).cache()
     df.createOrReplaceTempView("_golden_long")
     return df
