@@ -38,7 +38,10 @@ def main() -> None:
     ap.add_argument("--customers", type=int, default=1_000_000)
     ap.add_argument("--dir", type=Path, default=Path("/tmp/predict-extras-bench"))
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--memory-limit", default="5GB", help="DuckDB memory_limit")
+    ap.add_argument("--memory-limit", default="7GB", help="DuckDB memory_limit")
+    ap.add_argument(
+        "--only", help="steps to run: cross_sell,next_purchase,offers,nps (default all)"
+    )
     ap.add_argument(
         "--reuse",
         action="store_true",
@@ -90,7 +93,18 @@ def main() -> None:
         Sources(synthetic.EVENTS_BY_USER, None),
         log=log,
     )
-    result = predictor.predict(kinds=(), extras=True)
+    if args.only:  # some steps only (as `predict` runs them, after the features as of T)
+        from panorama.predict.extras import Extras
+        from panorama.predict.service import PredictResult, default_as_of
+
+        as_of = default_as_of(store)
+        predictor.prepare(as_of)
+        log(f"features of {len(predictor.features(as_of)):,} profiles as of {as_of:%Y-%m-%d}")
+        result = PredictResult(as_of=as_of)
+        run_id = store.scalar("SELECT nextval('predict_run_ids')")
+        Extras(predictor).score(as_of, run_id, result, only=tuple(args.only.split(",")))
+    else:
+        result = predictor.predict(kinds=(), extras=True)
     total = time.perf_counter() - start
     print(f"\n{'prediction':<20} {'profiles':>10}  note")
     for kind, n in result.scored.items():

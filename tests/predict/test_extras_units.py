@@ -144,3 +144,53 @@ def test_offer_eligibility_error_names_the_offer(synth_store):
         ValueError, match=r"predictions\.offers\[1\] \('VIP'\) eligibility 'no_such_column > 1'"
     ):
         Extras(pr)._eligible(offers, T, np.array(["u0000001"]))
+
+
+def test_campaign_summary_in_duckdb_equals_pandas_and_offer_features_equal_with_offer():
+    import duckdb
+
+    rng = np.random.default_rng(3)
+    n = 2_000
+    rows = pd.DataFrame(
+        {
+            "profile_id": [f"p{i}" for i in rng.integers(0, 150, n)],
+            "campaign_id": [f"c{i}" for i in range(n)],
+            "channel": rng.choice(["email", "sms", "push"], n),
+            "discount": rng.choice([0.0, 10.0, 20.0], n),
+            "treated": rng.random(n) < 0.9,
+            "engaged": rng.random(n) < 0.3,
+            "clicked": rng.random(n) < 0.1,
+            "redeemed": rng.random(n) < 0.05,
+            "msg_unsubscribed": rng.random(n) < 0.01,
+            "sent_at": [T - dt.timedelta(days=int(d)) for d in rng.integers(1, 700, n)],
+        }
+    )
+    rows["holdout"] = ~rows["treated"]
+    con = duckdb.connect()
+    con.register("rows_df", rows)
+    con.execute("CREATE TEMP TABLE _predict_campaigns AS SELECT * FROM rows_df")
+    cut = T - dt.timedelta(days=30)
+    hist = rows[rows["sent_at"] < cut]
+    by_pandas, priors_p = campaigns.channel_scores(hist, ["email", "sms", "push"], cut)
+    summary = campaigns.sent_summary(con, cut)
+    by_sql, priors_s = campaigns.channel_scores(
+        None, ["email", "sms", "push"], cut, summary=summary
+    )
+    assert priors_p.keys() == priors_s.keys()
+    for ch, prior in priors_p.items():
+        assert prior == pytest.approx(priors_s[ch], rel=1e-12)
+    key = ["profile_id", "channel"]
+    a = by_pandas.sort_values(key).reset_index(drop=True)
+    b = by_sql.sort_values(key).reset_index(drop=True)
+    for col in ("sends", "engaged", "rate", "lift", "reachable", "discount_click_lift"):
+        np.testing.assert_allclose(a[col].to_numpy(float), b[col].to_numpy(float), rtol=1e-12)
+    # every profile as if sent 10% by SMS, or on a per-profile channel: the same as with_offer
+    feats = pd.DataFrame({"profile_id": sorted(rows["profile_id"].unique())})
+    for name in campaigns.FEATURE_NAMES:
+        feats[name] = rng.random(len(feats))
+    of = campaigns.OfferFeatures(feats, by_sql)
+    chan = rng.choice(["email", "sms", "push"], len(feats)).astype(object)
+    for channel in ("sms", chan):
+        expected = campaigns.with_offer(feats, channel, 10.0, by_sql)[list(campaigns.X_COLUMNS)]
+        got = of.frame(channel, 10.0)
+        np.testing.assert_array_equal(expected.to_numpy(float), got.to_numpy(float))

@@ -643,8 +643,11 @@ class Extras:
 
     # --- scoring run -------------------------------------------------------------------------
 
-    def score(self, as_of: dt.datetime, run_id: int, result) -> None:
-        """Train and score every extra prediction as of `as_of` (after `Predictor.prepare(as_of)`)."""
+    def score(
+        self, as_of: dt.datetime, run_id: int, result, only: tuple[str, ...] | None = None
+    ) -> None:
+        """Train and score every extra prediction as of `as_of` (after `Predictor.prepare(as_of)`);
+        `only`: the steps to run (cross_sell, next_purchase, offers, nps; default all)."""
 
         def write(kind, frame, record, note, seconds):
             self.pr.write_scores(kind, as_of, run_id, record.model_id if record else None, frame)
@@ -665,14 +668,24 @@ class Extras:
             ("offers", self._run_offers),
             ("nps", self._run_nps),
         )
-        for name, fn in steps:
+        steps = tuple(st for st in steps if only is None or st[0] in only)
+        # the offers' training windows start where the cross-sell ones do (90 and 180 days before):
+        # their features are kept until the offers step instead of being built twice
+        offer_cutoffs = {
+            as_of - dt.timedelta(days=OFFER_WINDOW_DAYS * (k + 1)) for k in range(OFFER_WINDOWS)
+        }
+        for i, (name, fn) in enumerate(steps):
             started = time.perf_counter()
             try:
                 for kind, frame, record, note in fn(as_of):
                     write(kind, frame, record, note, time.perf_counter() - started)
             except (ValueError, KeyError) as exc:
                 result.problems[name] = str(exc)
-            self.pr.release(keep=as_of)
+            later = {n for n, _ in steps[i + 1 :]}
+            kept = self.pr._features if "offers" in later else {}
+            kept = {c: f for c, f in kept.items() if c in offer_cutoffs}
+            self.pr.release(keep=as_of)  # memory at scale: labels and other cutoffs' features
+            self.pr._features.update(kept)
 
     def _run_cross_sell(self, as_of):
         t0 = time.perf_counter()
