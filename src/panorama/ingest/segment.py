@@ -124,23 +124,10 @@ def content_message_id(message: dict) -> str:
     return f"content-{digest[:32]}"
 
 
-def normalize_message(
-    message: dict,
-    *,
-    source: str,
-    received_at: datetime,
-    correct_skew: bool = False,
-    default_type: str | None = None,
-    batch_sent_at: datetime | None = None,
-) -> dict:
-    """Validate one Segment message and return an event-log row (see `EVENT_COLUMNS`).
-
-    `batch_sent_at` is the `sentAt` of the batch envelope a message came in (SDKs set it
-    there, not on each message); the message's own `sentAt` wins when it has one."""
-    values = normalize_values(message, source=source, received_at=received_at,
-                              correct_skew=correct_skew, default_type=default_type,
-                              batch_sent_at=batch_sent_at)  # fmt: skip
-    return dict(zip(EVENT_COLUMNS, values, strict=True))
+def normalize_message(message: dict, **options) -> dict:
+    """Validate one Segment message and return an event-log row, a dict of `EVENT_COLUMNS`
+    (`options`: those of `normalize_values`)."""
+    return dict(zip(EVENT_COLUMNS, normalize_values(message, **options), strict=True))
 
 
 _PROMOTED = tuple(PROMOTED_PROPERTIES)
@@ -178,8 +165,12 @@ def normalize_values(
     default_type: str | None = None,
     batch_sent_at: datetime | None = None,
 ) -> tuple:
-    """`normalize_message` as a tuple in `EVENT_COLUMNS` order: the hot path of the HTTP API
-    builds its Arrow table from these columns directly (no dict per row)."""
+    """Validate one Segment message and return its event-log row as a tuple in `EVENT_COLUMNS`
+    order (the HTTP API builds its Arrow table from these columns directly, no dict per row).
+    A message that breaks the spec raises `MessageError` naming the field.
+
+    `batch_sent_at` is the `sentAt` of the batch envelope a message came in (SDKs set it
+    there, not on each message); the message's own `sentAt` wins when it has one."""
     kind = message.get("type", default_type)
     if kind is None:
         raise MessageError("type", f"is required: one of {', '.join(MESSAGE_TYPES)}")

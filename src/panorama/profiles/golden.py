@@ -47,6 +47,18 @@ BUILTIN_RULES: dict[str, str] = {
 SKIP = frozenset({"user_id", "userId", "anonymous_id", "anonymousId"})
 
 
+
+# Candidates for email and phone: the profile's identifiers, weighted by how many rows carry
+# them (the same SQL on DuckDB and Spark, `panorama.scale.golden`).
+IDENTIFIER_CANDIDATES_SQL = """
+        SELECT n.profile_id, n.type, n.value, s.first_source, s.first_record_id, s.first_ts, 3, 0, s.members
+        FROM identity_nodes n
+        JOIN identity_sig_nodes sn ON sn.node = n.node
+        JOIN identity_sigs s ON s.sig = sn.sig
+        JOIN identity_nodes a ON a.node = s.anchor AND a.profile_id = n.profile_id
+        WHERE n.status = 'linked' AND n.type IN ('email', 'phone') AND n.profile_id IS NOT NULL
+"""
+
 def _lit(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
@@ -100,13 +112,7 @@ def candidates_sql(project_config: ProjectConfig | None) -> str:
         WHERE k NOT IN ({skip})
           AND NOT (t = 'VARCHAR' AND trim(json_extract_string(v, '$')) = '')
         UNION ALL
-        -- email and phone: the profile's identifiers, weighted by how many rows carry them
-        SELECT n.profile_id, n.type, n.value, s.first_source, s.first_record_id, s.first_ts, 3, 0, s.members
-        FROM identity_nodes n
-        JOIN identity_sig_nodes sn ON sn.node = n.node
-        JOIN identity_sigs s ON s.sig = sn.sig
-        JOIN identity_nodes a ON a.node = s.anchor AND a.profile_id = n.profile_id
-        WHERE n.status = 'linked' AND n.type IN ('email', 'phone') AND n.profile_id IS NOT NULL
+        {IDENTIFIER_CANDIDATES_SQL}
     """
 
 

@@ -27,7 +27,7 @@ from sqlglot import exp
 
 from panorama.config import ProjectConfig
 from panorama.identity.graph import EVENT_RECORD_ID
-from panorama.profiles.golden import SKIP, TRAIT_ALIASES, golden_long_sql
+from panorama.profiles.golden import IDENTIFIER_CANDIDATES_SQL, SKIP, TRAIT_ALIASES, golden_long_sql
 from panorama.scale.engine import transpile
 from panorama.store import Store
 
@@ -108,13 +108,7 @@ def candidates_sql(config: ProjectConfig | None) -> str:
         WHERE k NOT IN ({skip})
           AND NOT (t = 'VARCHAR' AND trim(variant_get(v, '$', 'string')) = '')
         UNION ALL
-        -- email and phone: the profile's identifiers, weighted by how many rows carry them
-        SELECT n.profile_id, n.type, n.value, s.first_source, s.first_record_id, s.first_ts, 3, 0, s.members
-        FROM identity_nodes n
-        JOIN identity_sig_nodes sn ON sn.node = n.node
-        JOIN identity_sigs s ON s.sig = sn.sig
-        JOIN identity_nodes a ON a.node = s.anchor AND a.profile_id = n.profile_id
-        WHERE n.status = 'linked' AND n.type IN ('email', 'phone') AND n.profile_id IS NOT NULL
+        {IDENTIFIER_CANDIDATES_SQL}
     """
 
 
