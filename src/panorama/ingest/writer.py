@@ -130,6 +130,8 @@ class GroupCommitWriter:
         self.max_rows = max_rows
         self.linger = linger
         self.busy_linger = busy_linger
+        # Requests between "body received" and `write()` (kept by the HTTP layer, read here).
+        self.incoming = 0
         self.run_hooks = run_hooks
         self.stats_every = stats_every
         self.stats = WriterStats()
@@ -218,9 +220,10 @@ class GroupCommitWriter:
                 job = self._queue.get_nowait()
             except queue.Empty:
                 wait = deadline - time.monotonic() if deadline else 0.0
-                if wait <= 0 and len(jobs) > 1 and self.busy_linger and not deadline:
-                    # Concurrent submitters: a commit costs one fsync (4-8 ms here) whatever
-                    # its size, so wait a moment for the requests already on their way.
+                if wait <= 0 and self.busy_linger and not deadline and (len(jobs) > 1 or self.incoming > 0):
+                    # Concurrent submitters (or requests being validated right now): a commit
+                    # costs one fsync and a few ms of DuckDB whatever its size, so wait a
+                    # moment for the requests already on their way.
                     deadline = time.monotonic() + self.busy_linger
                     wait = self.busy_linger
                 if wait <= 0:

@@ -240,6 +240,8 @@ class Ingestor:
     async def handle(self, kind: str, path: str, authorization: str | None,
                      content_encoding: str | None, body: bytes) -> tuple[int, bytes]:  # fmt: skip
         """Returns (status, JSON body). Never raises for bad input."""
+        self.writer.incoming += 1  # the writer may wait a moment for this request's rows
+        counted = True
         try:
             header_key = basic_auth_key(authorization)
             key = await self.authenticate(header_key) if header_key is not None else None
@@ -274,6 +276,8 @@ class Ingestor:
                     if len(outcome.rows) >= TABLE_MIN_ROWS
                     else outcome.rows
                 )
+                self.writer.incoming -= 1
+                counted = False
                 try:
                     await asyncio.wait_for(self.writer.write(rows, outcome.dead), COMMIT_TIMEOUT)
                 except WriterClosed as exc:
@@ -296,6 +300,9 @@ class Ingestor:
             return 200, OK_BODY
         except ApiError as exc:
             return exc.status, exc.body()
+        finally:
+            if counted:
+                self.writer.incoming -= 1
 
     def _fast(self, fast, data: bytes, kind: str, path: str, source: str,
               received_at: datetime) -> Outcome:  # fmt: skip
