@@ -34,6 +34,8 @@ import threading
 import time
 from pathlib import Path
 
+from traits import mix_sql  # bench/traits.py: the same generator shape, another mix
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
@@ -61,12 +63,7 @@ MIX = [
 def generate(path: Path, customers: int, events: int) -> None:
     from panorama.store import open_store
 
-    bounds, acc = [], 0.0
-    for share, *_ in MIX:
-        acc += share
-        bounds.append(acc)
-    kind = "CASE " + " ".join(f"WHEN r < {b:.4f} THEN {i}" for i, b in enumerate(bounds)) + f" ELSE {len(MIX) - 1} END"
-    pick = lambda col: "CASE k " + " ".join(f"WHEN {i} THEN '{m[col]}'" for i, m in enumerate(MIX)) + " END"  # noqa: E731
+    kind, pick = mix_sql(MIX)
     started = time.perf_counter()
     with open_store(path) as store:
         store.execute("SELECT setseed(0.42)")

@@ -21,6 +21,7 @@ import resource
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -41,15 +42,21 @@ MIX = [
 ]
 
 
+def mix_sql(mix) -> tuple[str, Callable[[int], str]]:
+    """SQL for a generated event's kind from `r` (the shares of `mix`, rows of (share, type,
+    event, source)), and `pick(col)`: column `col` of the row for kind `k`."""
+    bounds, acc = [], 0.0
+    for share, *_ in mix:
+        acc += share
+        bounds.append(acc)
+    kind = "CASE " + " ".join(f"WHEN r < {b:.4f} THEN {i}" for i, b in enumerate(bounds)) + f" ELSE {len(mix) - 1} END"
+    return kind, lambda col: "CASE k " + " ".join(f"WHEN {i} THEN '{m[col]}'" for i, m in enumerate(mix)) + " END"
+
+
 def generate(path: Path, customers: int, events: int, threads: int) -> None:
     from panorama.store import open_store
 
-    bounds, acc = [], 0.0
-    for share, *_ in MIX:
-        acc += share
-        bounds.append(acc)
-    kind = "CASE " + " ".join(f"WHEN r < {b:.4f} THEN {i}" for i, b in enumerate(bounds)) + f" ELSE {len(MIX) - 1} END"
-    pick = lambda col: "CASE k " + " ".join(f"WHEN {i} THEN '{m[col]}'" for i, m in enumerate(MIX)) + " END"  # noqa: E731
+    kind, pick = mix_sql(MIX)
     started = time.perf_counter()
     with open_store(path) as store:
         store.execute(f"SET threads = {threads}")
