@@ -20,6 +20,7 @@ import orjson
 
 from panorama.config import Project, SourceConfig
 from panorama.ingest import bulk, readers
+from panorama.ingest.dedup import insert_new_events
 from panorama.ingest.log import DeadLetter, append_dead_letters, append_events, events_table, utcnow
 from panorama.ingest.readers import LINE, Chunk, ReadError
 from panorama.ingest.segment import EVENT_COLUMNS, MessageError, normalize_message
@@ -205,19 +206,18 @@ def _insert_records(cur: duckdb.DuckDBPyConnection, name: str, file: str, now) -
 
 def _insert_events(cur: duckdb.DuckDBPyConnection, name: str, file: str, now) -> int:
     promoted = ", ".join(PROMOTED_PROPERTIES)
-    promoted_values = ", ".join(f"_p_{p}" for p in PROMOTED_PROPERTIES)
-    return cur.execute(
-        f"""
-        INSERT OR IGNORE INTO events
-            (message_id, type, event, source, user_id, anonymous_id, timestamp,
-             original_timestamp, received_at, identifiers, traits, properties, {promoted}, file, line)
-        SELECT {_lit(name + ":")} || _key, 'track', _event, {_lit(name)}, _user_id, _anonymous_id,
-               _ts, _ts, ?, _identifiers, _attributes, _properties, {promoted_values},
-               {_lit(file)}, {LINE}
+    promoted_values = ", ".join(f"_p_{p} AS {p}" for p in PROMOTED_PROPERTIES)
+    columns = ("message_id, type, event, source, user_id, anonymous_id, timestamp, original_timestamp, "
+               f"received_at, identifiers, traits, properties, {promoted}, file, line")  # fmt: skip
+    rows = f"""
+        SELECT {_lit(name + ":")} || _key AS message_id, 'track' AS type, _event AS event,
+               {_lit(name)} AS source, _user_id AS user_id, _anonymous_id AS anonymous_id,
+               _ts AS timestamp, _ts AS original_timestamp, $now AS received_at,
+               _identifiers AS identifiers, _attributes AS traits, _properties AS properties,
+               {promoted_values}, {_lit(file)} AS file, {LINE} AS line
         FROM _checked WHERE _reason IS NULL
-        """,
-        [now],
-    ).fetchone()[0]
+    """
+    return insert_new_events(cur, rows, columns, order_by="line", params={"now": now})
 
 
 def _dead_letter_rows(cur: duckdb.DuckDBPyConnection, plan: _Plan, name: str, file: str) -> list[DeadLetter]:
@@ -306,10 +306,8 @@ class _Loader:
                 fast_rows = f"SELECT * EXCLUDE (_eligible, _screen), {_lit(self.file)} AS file FROM _seg_checked"
                 if rows:  # in line order, so that a message id's first line wins as on the Python path
                     tx.register("_seg_slow", events_table(rows))
-                    fast_rows = f"SELECT * FROM ({fast_rows} UNION ALL BY NAME SELECT * FROM _seg_slow) ORDER BY line"
-                loaded = tx.execute(
-                    f"INSERT OR IGNORE INTO events ({columns}) SELECT {columns} FROM ({fast_rows})"
-                ).fetchone()[0]
+                    fast_rows = f"{fast_rows} UNION ALL BY NAME SELECT * FROM _seg_slow"
+                loaded = insert_new_events(tx, fast_rows, columns, order_by="line")
                 if rows:
                     tx.unregister("_seg_slow")
                 tx.execute("DROP TABLE _seg_checked")

@@ -56,19 +56,18 @@ def events_table_from_values(rows: Sequence[tuple]) -> pa.Table:
 
 
 def append_events(cur: duckdb.DuckDBPyConnection, batch: pa.Table | Sequence[dict]) -> int:
-    """Insert event rows not yet in the log; returns how many were new."""
+    """Insert event rows not yet in the log (the first of each message_id, see
+    ingest/dedup.py); returns how many were new. Inside the caller's transaction, if any."""
+    from panorama.ingest.dedup import insert_new_events
+
     table = batch if isinstance(batch, pa.Table) else events_table(batch)
     if table.num_rows == 0:
         return 0
     cur.register("_incoming_events", table)
     try:
-        result = cur.execute(
-            f"INSERT OR IGNORE INTO events ({_EVENT_COLUMN_LIST}) "
-            f"SELECT {_EVENT_COLUMN_LIST} FROM _incoming_events"
-        ).fetchone()
+        return insert_new_events(cur, "SELECT * FROM _incoming_events", _EVENT_COLUMN_LIST)
     finally:
         cur.unregister("_incoming_events")
-    return int(result[0]) if result else 0
 
 
 @dataclass

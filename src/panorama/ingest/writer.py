@@ -25,11 +25,11 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from panorama.ingest import hooks
+from panorama.ingest.dedup import SeenIds, seen_ids
 from panorama.ingest.log import (
     DeadLetter,
     append_dead_letters,
@@ -43,13 +43,9 @@ from panorama.store import Store
 log = logging.getLogger("panorama.writer")
 
 _COLUMNS = ", ".join(f'"{c}"' for c in EVENT_COLUMNS)
-# The fast path: every row is new (the usual case); a duplicate raises ConstraintException.
-_INSERT = f"INSERT INTO events ({_COLUMNS}) SELECT {_COLUMNS} FROM _group_events"
-# The fallback when a group holds a message_id already in the log (an SDK retry).
-_INSERT_NEW = (
-    f"INSERT OR IGNORE INTO events ({_COLUMNS}) SELECT {_COLUMNS} FROM _group_events "
-    "RETURNING message_id"
-)
+# Every row is taken as new (the usual case); the hashes it returns are checked against the
+# log's (ingest/dedup.py) before the commit, and a group with a possible duplicate is redone.
+_INSERT = f"INSERT INTO events ({_COLUMNS}) SELECT {_COLUMNS} FROM _group_events RETURNING hash(message_id)"
 # dicts or `normalize_values` tuples (one kind per submission), or a table of EVENT_SCHEMA
 Rows = Sequence[dict] | Sequence[tuple] | pa.Table
 _SOURCE = EVENT_COLUMNS.index("source")
@@ -333,42 +329,49 @@ class GroupCommitWriter:
 
     def _append(self, cur, jobs: list[_Job]) -> pa.Table:
         """Append the group in one transaction; returns the rows that were new to the log."""
-        table = _group_table(jobs)
+        table = _first_occurrences(_group_table(jobs))
         letters = [d for job in jobs for d in job.dead]
-        unique = (
-            table is None or pc.count_distinct(table.column("message_id")).as_py() == table.num_rows
-        )
-        if unique:
-            try:
-                self._transaction(cur, table, letters, _INSERT)
-                return table if table is not None else _EMPTY
-            except duckdb.ConstraintException:
-                pass  # some message_id is already in the log: keep only the new rows
-        table = _first_occurrences(table)
-        returned = self._transaction(cur, table, letters, _INSERT_NEW)
-        new_ids = (
-            returned.column("message_id") if returned is not None else pa.array([], pa.string())
-        )
-        return table.filter(pc.is_in(table.column("message_id"), value_set=new_ids))
+        seen = seen_ids(self.store)
+        with seen.lock:
+            if not self._transaction(cur, table, letters, seen, check=True):
+                # Some id may be in the log (an SDK retry, or a hash collision): rolled back;
+                # find which exactly, and insert the others.
+                flagged = seen.maybe(_hashes(cur, table))
+                old = seen.existing(
+                    cur, table.column("message_id").filter(pa.array(flagged)).to_pylist()
+                )
+                is_old = pc.is_in(
+                    table.column("message_id"), value_set=pa.array(sorted(old), pa.string())
+                )
+                table = table.filter(pc.invert(is_old))
+                self._transaction(cur, table, letters, seen, check=False)
+            if table is not None and table.num_rows:
+                seen.committed(table.column("message_id").to_pylist())
+        return table if table is not None else _EMPTY
 
     @staticmethod
-    def _transaction(cur, table: pa.Table | None, letters: list[DeadLetter], insert: str):
+    def _transaction(cur, table: pa.Table | None, letters: list[DeadLetter], seen: SeenIds,
+                     check: bool) -> bool:  # fmt: skip
+        """Insert and commit; with `check`, roll back instead and return False when `seen`
+        flags an inserted id as possibly in the log already."""
         cur.execute("BEGIN TRANSACTION")
         try:
-            returned = None
-            if table is not None:
+            if table is not None and table.num_rows:
                 # DuckDB finds `_group_events` among this frame's locals (a replacement scan):
                 # registering a view instead costs a catalog change per commit (~2x slower).
                 _group_events = table  # noqa: F841 - read by the SQL
-                result = cur.execute(insert)
-                returned = result.to_arrow_table() if insert is _INSERT_NEW else None
+                hashes = next(iter(cur.execute(_INSERT).fetchnumpy().values()))
+                if check and seen.maybe(hashes).any():
+                    cur.execute("ROLLBACK")
+                    return False
+                seen.add(hashes)
             if letters:
                 append_dead_letters(cur, letters)
             cur.execute("COMMIT")
         except BaseException:
             cur.execute("ROLLBACK")
             raise
-        return returned
+        return True
 
     def _resolve(self, outcomes: list[tuple[_Job, object]]) -> None:
         by_loop: dict[asyncio.AbstractEventLoop, list] = {}
@@ -455,10 +458,19 @@ def _group_table(jobs: list[_Job]) -> pa.Table | None:
     return tables[0] if len(tables) == 1 else pa.concat_tables(tables)
 
 
+def _hashes(cur, table: pa.Table):
+    _group_events = table  # noqa: F841 - read by the SQL
+    return next(
+        iter(cur.execute("SELECT hash(message_id) FROM _group_events").fetchnumpy().values())
+    )
+
+
 def _first_occurrences(table: pa.Table | None) -> pa.Table | None:
     """The table without repeated message_ids (the first of each is kept)."""
     if table is None:
         return None
+    if pc.count_distinct(table.column("message_id")).as_py() == table.num_rows:
+        return table
     seen: set[str] = set()
     keep = []
     for i, message_id in enumerate(table.column("message_id").to_pylist()):

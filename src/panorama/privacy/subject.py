@@ -38,6 +38,7 @@ from typing import Any
 import orjson
 
 from panorama.config import Project
+from panorama.ingest.dedup import seen_ids
 from panorama.ingest.log import utcnow
 from panorama.privacy import guard
 from panorama.store import Store
@@ -377,6 +378,8 @@ def _delete_in(cur, subject: Subject, rows: dict[str, int]) -> None:
             rows[table] = rows.get(table, 0) + n
 
     run("events", "message_id IN (SELECT message_id FROM _priv_events)")
+    if rows.get("events"):  # ingest/dedup.py must not vouch for these ids any more
+        seen_ids(cur).forget()
     run("records", "(source, record_id) IN (SELECT (source, record_id) FROM _priv_records)")
     if pattern:
         run("dead_letters", _matches("raw", pattern))

@@ -85,6 +85,10 @@ class Store:
         )
 
     def close(self) -> None:
+        from panorama.ingest.dedup import forget_store
+
+        if not self.read_only:
+            forget_store(self.path)
         self.con.close()
 
     def __enter__(self) -> Store:

@@ -109,7 +109,23 @@ CREATE TABLE ingest_runs (
 );
 """
 
-MIGRATIONS: list[Migration] = [Migration(1, "core log: records, events, dead letters", _CORE_V1)]
+# Version 2: `events` without the primary key on message_id. The ART index cost 10-30 µs of
+# CPU per inserted event and DuckDB rewrote all of it at every checkpoint (seconds at tens of
+# millions of events); ingest/dedup.py keeps message ids unique instead. Same columns, same
+# order; the rows are copied over.
+_EVENTS_COLUMNS_V1 = _CORE_V1.split("CREATE TABLE events (", 1)[1].split("\n);", 1)[0]
+_CORE_V2 = f"""
+CREATE TABLE events_v2 ({_EVENTS_COLUMNS_V1.replace("message_id VARCHAR PRIMARY KEY", "message_id VARCHAR NOT NULL", 1)}
+);
+INSERT INTO events_v2 SELECT * FROM events;
+DROP TABLE events;
+ALTER TABLE events_v2 RENAME TO events;
+"""
+
+MIGRATIONS: list[Migration] = [
+    Migration(1, "core log: records, events, dead letters", _CORE_V1),
+    Migration(2, "events: message ids kept unique by ingest/dedup.py, not by an index", _CORE_V2),
+]
 
 
 # Modules whose `schema.MIGRATIONS` are applied by `store.open_store`, with their version range.
