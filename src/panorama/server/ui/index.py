@@ -235,6 +235,7 @@ class IndexKeeper:
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
+        self._cursor = None
         self.ready = threading.Event()
         self.last_error: str | None = None
 
@@ -248,6 +249,7 @@ class IndexKeeper:
         self._wake.set()
 
     def _run(self) -> None:
+        self._cursor = self.store.cursor()  # this thread's: `stop` interrupts a build on it
         while not self._stop.is_set():
             pause = self.refresh_seconds
             try:
@@ -256,6 +258,8 @@ class IndexKeeper:
                 # a big log: rebuilding costs CPU that ingestion needs; at most 10% of the time
                 pause = max(pause, 10 * built.seconds)
             except Exception as exc:  # keep serving the previous index
+                if self._stop.is_set():  # interrupted by `stop`: the build is rolled back
+                    break
                 self.last_error = str(exc)
                 log.exception("building the read index failed")
             self.ready.set()
@@ -266,4 +270,7 @@ class IndexKeeper:
         self._stop.set()
         self._wake.set()
         if self._thread is not None:
+            # a rebuild over a big log takes minutes: do not make the server's shutdown wait
+            if self._cursor is not None:
+                self._cursor.interrupt()
             self._thread.join(30)
