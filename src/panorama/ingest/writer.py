@@ -155,6 +155,7 @@ class GroupCommitWriter:
             source="warm-up", received_at=utcnow(),
         )  # fmt: skip
         table = events_table([row])
+        seen_ids(self.store)  # read the log's ids now, not in the first request's commit
         cur = self.store.cursor()
         cur.execute("BEGIN TRANSACTION")
         try:
