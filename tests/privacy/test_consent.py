@@ -126,3 +126,45 @@ def test_consent_from_source_columns_and_admin_changes(project):
 def _changes(project) -> int:
     with open_store(load_project(project).store_path, read_only=True) as store:
         return store.scalar("SELECT count(*) FROM consent_changes")
+
+
+def _change_rows(store) -> list[tuple]:
+    return store.execute("SELECT id, purpose, granted, via FROM consent_changes ORDER BY id").fetchall()
+
+
+def test_restart_skips_the_rebuild_only_while_nothing_changed_offline(tmp_path):
+    project = write_project(
+        tmp_path / "project",
+        consent={"events": {"Unsubscribed": {"purpose": "email", "granted": False},
+                            "Subscribed": {"purpose": "email", "granted": True}}},
+    )  # fmt: skip
+    keys = make_project(project, ("web",))
+    server = start_server(project, keys)
+    try:
+        client = sdk_client(server.url, keys["web"])
+        client.track("ann", "Subscribed", {})
+        store = server.state.store
+        wait_until(lambda: len(_change_rows(store)) == 1, timeout=30, what="ann's opt-in recorded")
+    finally:
+        server.stop()
+    with open_store(project / "panorama.duckdb") as store:
+        first = _change_rows(store)
+    server = start_server(project, keys)  # nothing changed: the same rows (a rebuild renumbers them)
+    try:
+        assert _change_rows(server.state.store) == first
+    finally:
+        server.stop()
+    from panorama.ingest.log import append_events, utcnow
+    from panorama.ingest.segment import normalize_message
+
+    with open_store(project / "panorama.duckdb") as store:  # the log changes while the server is down
+        append_events(store.cursor(), [normalize_message(
+            {"type": "track", "userId": "bob", "messageId": "offline-1", "event": "Unsubscribed"},
+            source="web", received_at=utcnow())])  # fmt: skip
+    server = start_server(project, keys)
+    try:
+        after = _change_rows(server.state.store)
+    finally:
+        server.stop()
+    assert len(after) == 2 and {row[2] for row in after} == {True, False}
+    assert after[0][0] != first[0][0]  # rebuilt from the log

@@ -27,6 +27,7 @@ as configured under `consent.destinations`) must all be allowed and not suppress
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Iterable
 from typing import Any
@@ -182,10 +183,29 @@ def sync(store: Store, project: Project) -> int:
 
     config = project.config.consent
     sql = changes_sql(config, guard.salt(store), profiles=unified(store))
+    state_now = _fingerprint(store, project)
     with store.transaction() as tx:
         tx.execute("DELETE FROM consent_changes")
         tx.execute(_INSERT.format(sql=sql), [utcnow()])
+        _save_fingerprint(tx, state_now)
     return store.scalar("SELECT count(*) FROM consent_changes")
+
+
+def _fingerprint(store: Store, project: Project) -> tuple[str, str, str]:
+    """(log, identity resolution, consent config): what `consent_changes` is derived from."""
+    from panorama.store import identity_fingerprint, log_fingerprint
+
+    config = hashlib.sha256(repr(project.config.consent).encode()).hexdigest()[:16]
+    return log_fingerprint(store), identity_fingerprint(store), config
+
+
+def _save_fingerprint(cur, fingerprint: tuple[str, str, str]) -> None:
+    cur.execute("DELETE FROM consent_sync_state")
+    cur.execute("INSERT INTO consent_sync_state VALUES (?, ?)", ["#".join(fingerprint), utcnow()])
+
+
+def _synced(store: Store, fingerprint: tuple[str, str, str]) -> bool:
+    return store.scalar("SELECT fingerprint FROM consent_sync_state") == "#".join(fingerprint)
 
 
 def record_batch(store: Store, project: Project, events: pa.Table) -> int:
@@ -381,6 +401,7 @@ class _Runtime:
         self.store = store
         self.project = project
         self.errors = 0
+        self.started_from: tuple[str, str, str] | None = None  # the state synced at start-up
 
     def on_events(self, store: Store, events: pa.Table) -> None:
         if store is not self.store or not events.num_rows:
@@ -392,17 +413,33 @@ class _Runtime:
             log.exception("consent: recording a batch's changes failed")
 
     def stop(self) -> None:
-        pass
+        """After the writer and the hooks have drained: if every micro-batch since start-up was
+        recorded and identity resolution did not change, `consent_changes` is consistent with
+        the log as it is now, and the next start-up need not rebuild it."""
+        if self.started_from is None or self.errors:
+            return
+        try:
+            now = _fingerprint(self.store, self.project)
+            if now[1:] == self.started_from[1:]:
+                _save_fingerprint(self.store.cursor(), now)
+        except Exception:  # the next start-up rebuilds
+            log.exception("consent: saving the synced state failed")
 
 
 def start(state_) -> _Runtime:
-    """Called by the server at start-up: rebuild from the log, then follow it in real time."""
+    """Called by the server at start-up: rebuild from the log (unless nothing changed since
+    it was last consistent with it), then follow it in real time."""
     from panorama.ingest import hooks
 
     runtime = _Runtime(state_.store, state_.project)
     try:
-        count = sync(state_.store, state_.project)
-        log.info("consent: %d changes recorded from the log", count)
+        fingerprint = _fingerprint(state_.store, state_.project)
+        if _synced(state_.store, fingerprint):
+            log.info("consent: up to date with the log")
+        else:
+            count = sync(state_.store, state_.project)
+            log.info("consent: %d changes recorded from the log", count)
+        runtime.started_from = fingerprint
     except Exception:
         log.exception("consent: rebuilding from the log failed")
     _register()

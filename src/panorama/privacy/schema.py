@@ -62,6 +62,13 @@ CREATE TABLE consent_suppressions (
 );
 """
 
+# What `consent_changes` was last made consistent with (see consent.start): the server skips
+# the rebuild from the whole log at start-up when nothing changed since.
+_V901 = """
+CREATE TABLE consent_sync_state (fingerprint VARCHAR NOT NULL, synced_at TIMESTAMP NOT NULL);
+"""
+
 MIGRATIONS: list[Migration] = [
     Migration(900, "privacy: tombstones, requests, consent changes, suppressions", _V900),
+    Migration(901, "privacy: the state consent_changes was last synced with", _V901),
 ]

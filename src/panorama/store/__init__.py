@@ -98,6 +98,26 @@ class Store:
         self.close()
 
 
+def log_fingerprint(store: Store) -> str:
+    """Changes whenever the log (events, records) changes: counts and latest arrival times."""
+    return "|".join(
+        str(store.scalar(sql))
+        for sql in (
+            "SELECT count(*) || '/' || coalesce(max(received_at)::VARCHAR, '') FROM events",
+            "SELECT count(*) || '/' || coalesce(max(ingested_at)::VARCHAR, '') FROM records",
+        )
+    )
+
+
+def identity_fingerprint(store: Store) -> str:
+    """Changes whenever identity resolution changes (a run, a merge, a split)."""
+    parts = []
+    for table in ("identity_runs", "identity_merges", "profiles"):  # whichever identity keeps
+        if store.table_exists(table):
+            parts.append(str(store.scalar(f"SELECT count(*) FROM {table}")))
+    return "|".join(parts)
+
+
 def _module_migrations() -> list[Migration]:
     migrations: list[Migration] = []
     for module_name, versions in MODULE_SCHEMAS.items():

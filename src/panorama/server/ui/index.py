@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from panorama.ingest.log import utcnow
-from panorama.store import Store
+from panorama.store import Store, identity_fingerprint, log_fingerprint
 from panorama.store.schema import CURRENT_RECORDS
 
 log = logging.getLogger("panorama.ui.index")
@@ -60,14 +60,7 @@ class IndexInfo:
 
 def fingerprint(store: Store) -> str:
     """Changes whenever the log or identity resolution changes."""
-    parts = [
-        store.scalar("SELECT count(*) || '/' || coalesce(max(received_at)::VARCHAR, '') FROM events"),
-        store.scalar("SELECT count(*) || '/' || coalesce(max(ingested_at)::VARCHAR, '') FROM records"),
-    ]
-    for table in ("identity_runs", "identity_merges", "profiles"):  # whichever identity keeps
-        if store.table_exists(table):
-            parts.append(str(store.scalar(f"SELECT count(*) FROM {table}")))
-    return "|".join(str(p) for p in parts)
+    return "|".join(part for part in (log_fingerprint(store), identity_fingerprint(store)) if part)
 
 
 def info(store: Store) -> IndexInfo | None:
