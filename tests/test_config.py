@@ -41,6 +41,8 @@ def test_init_writes_a_config_that_loads(tmp_path):
          "panorama.yaml: sources.crm: formats: column(s) ['dob'] are not the timestamp, an attribute or a property"),
         ("name: a\nsources: [\n", "panorama.yaml: line 3, column 1: invalid YAML"),
         ("- just a list\n", "panorama.yaml: the file must be a mapping"),
+        ("name: a\nserver: {memory_limit: 4 apples}\n",
+         "panorama.yaml: server.memory_limit: String should match pattern"),
     ],
 )  # fmt: skip
 def test_errors_name_the_key_and_the_problem(tmp_path, text, message):

@@ -208,6 +208,9 @@ class ServerConfig(_Strict):
     auth_failure_limit: Annotated[int, Field(ge=1)] = 30
     # Tracking API requests per second per client address (bursts of twice that); null: no limit
     ingest_rate_limit: Annotated[float, Field(gt=0)] | None = None
+    # DuckDB's memory limit in the server process ("4GB", "512MB"); big scans and sorts (the
+    # UI's read index, the consent rebuild) spill to disk beyond it. null: DuckDB's 80% of RAM.
+    memory_limit: Annotated[str, Field(pattern=r"^\s*\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)\s*$")] | None = None
 
 
 class ChurnPredictionConfig(_Strict):

@@ -102,6 +102,8 @@ def create_app(project: Project | Path | str, *, tuning: Tuning | None = None,
             store.execute(f"SET threads = {int(settings.duckdb_threads)}")
         if settings.checkpoint_threshold:
             store.execute(f"SET checkpoint_threshold = '{settings.checkpoint_threshold}'")
+        if proj.config.server.memory_limit:  # the pattern in config.py admits only a size
+            store.execute(f"SET memory_limit = '{proj.config.server.memory_limit.strip()}'")
         keys = KeyRing(store)
         group_writer = GroupCommitWriter(
             store, max_rows=settings.max_rows, linger=settings.linger
