@@ -155,6 +155,9 @@ class SplinkSettings(_Strict):
     identify_events: bool = False
     # record pairs sampled to estimate u (and at most this many pairs per EM run)
     max_pairs: Annotated[int, Field(ge=10_000)] = 1_000_000
+    # the model is estimated on a random sample of at most this many records, then scores
+    # all of them (EM's pairs grow with the square of the blocks); null: on every record
+    training_records: Annotated[int, Field(ge=1_000)] | None = 300_000
     # a match also needs one of these to agree (empty: no requirement): names and emails alone
     # do not tell namesakes or same-named family members apart. birth_date: exact, day and
     # month swapped, or one typo; postal_code, phone, email: exact; address: Jaro-Winkler >= 0.9

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import random
 from dataclasses import dataclass
 
 import duckdb
@@ -325,6 +326,10 @@ def train(table: pa.Table, settings: SplinkSettings, region: str = "GB", db_api=
         con = duckdb.connect()
         con.execute("SET threads = 2")
         db_api = DuckDBAPI(con)
+    full = table
+    if settings.training_records and table.num_rows > settings.training_records:
+        rows = random.Random(settings.seed).sample(range(table.num_rows), settings.training_records)
+        table = table.take(pa.array(sorted(rows), pa.int64()))
     df = db_api.register(table, table_name="panorama_people")
     linker = Linker(df, settings_for(settings, region), log_level=None)
     try:
@@ -351,6 +356,9 @@ def train(table: pa.Table, settings: SplinkSettings, region: str = "GB", db_api=
             )
         except Exception as exc:  # too few pairs under this rule to estimate from
             log.info("splink: EM under %s skipped (%s)", rule, exc)
+    if table is not full:  # the estimated model, to score every record
+        model = linker.misc.save_model_to_json()
+        linker = Linker(db_api.register(full, table_name="panorama_people_all"), model, log_level=None)
     return Model(linker, con)
 
 
