@@ -33,7 +33,6 @@ import numpy as np
 # Ids committed lately, kept exactly (two generations of this many): an SDK retries within
 # seconds or minutes, so its duplicates are found without scanning the log.
 RECENT_IDS = 100_000
-_EMPTY = np.empty(0, dtype=np.uint64)
 
 
 class SeenIds:
@@ -89,16 +88,11 @@ class SeenIds:
             if len(self._recent) >= RECENT_IDS:
                 self._older, self._recent = self._recent, set()
 
-    def forget(self, ids: Iterable[str] | None = None) -> None:
+    def forget(self) -> None:
         """After events were deleted (privacy): the exact list must not vouch for them."""
         with self.lock:
-            if ids is None:
-                self._recent.clear()
-                self._older.clear()
-            else:
-                for message_id in ids:
-                    self._recent.discard(message_id)
-                    self._older.discard(message_id)
+            self._recent.clear()
+            self._older.clear()
 
     def existing(self, cur: duckdb.DuckDBPyConnection, ids: Sequence[str]) -> set[str]:
         """Which of `ids` (those `maybe` flagged) are in the log — exactly, as `cur` sees it."""

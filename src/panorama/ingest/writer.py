@@ -334,13 +334,11 @@ class GroupCommitWriter:
         letters = [d for job in jobs for d in job.dead]
         seen = seen_ids(self.store)
         with seen.lock:
-            if not self._transaction(cur, table, letters, seen, check=True):
+            flagged = self._transaction(cur, table, letters, seen, check=True)
+            if flagged is not None:
                 # Some id may be in the log (an SDK retry, or a hash collision): rolled back;
                 # find which exactly, and insert the others.
-                flagged = seen.maybe(_hashes(cur, table))
-                old = seen.existing(
-                    cur, table.column("message_id").filter(pa.array(flagged)).to_pylist()
-                )
+                old = seen.existing(cur, _ids_with_hashes(cur, table, flagged))
                 is_old = pc.is_in(
                     table.column("message_id"), value_set=pa.array(sorted(old), pa.string())
                 )
@@ -352,9 +350,9 @@ class GroupCommitWriter:
 
     @staticmethod
     def _transaction(cur, table: pa.Table | None, letters: list[DeadLetter], seen: SeenIds,
-                     check: bool) -> bool:  # fmt: skip
-        """Insert and commit; with `check`, roll back instead and return False when `seen`
-        flags an inserted id as possibly in the log already."""
+                     check: bool):  # fmt: skip
+        """Insert and commit (None); with `check`, roll back instead when `seen` flags an
+        inserted id as possibly in the log already, and return the flagged hashes."""
         cur.execute("BEGIN TRANSACTION")
         try:
             if table is not None and table.num_rows:
@@ -362,9 +360,10 @@ class GroupCommitWriter:
                 # registering a view instead costs a catalog change per commit (~2x slower).
                 _group_events = table  # noqa: F841 - read by the SQL
                 hashes = next(iter(cur.execute(_INSERT).fetchnumpy().values()))
-                if check and seen.maybe(hashes).any():
+                flagged = seen.maybe(hashes) if check else None
+                if flagged is not None and flagged.any():
                     cur.execute("ROLLBACK")
-                    return False
+                    return hashes[flagged]
                 seen.add(hashes)
             if letters:
                 append_dead_letters(cur, letters)
@@ -372,7 +371,7 @@ class GroupCommitWriter:
         except BaseException:
             cur.execute("ROLLBACK")
             raise
-        return True
+        return None
 
     def _resolve(self, outcomes: list[tuple[_Job, object]]) -> None:
         by_loop: dict[asyncio.AbstractEventLoop, list] = {}
@@ -459,11 +458,12 @@ def _group_table(jobs: list[_Job]) -> pa.Table | None:
     return tables[0] if len(tables) == 1 else pa.concat_tables(tables)
 
 
-def _hashes(cur, table: pa.Table):
+def _ids_with_hashes(cur, table: pa.Table, hashes) -> list[str]:
+    """The table's message ids whose DuckDB hash is one of `hashes`."""
     _group_events = table  # noqa: F841 - read by the SQL
-    return next(
-        iter(cur.execute("SELECT hash(message_id) FROM _group_events").fetchnumpy().values())
-    )
+    return [row[0] for row in cur.execute(
+        "SELECT message_id FROM _group_events WHERE hash(message_id) IN (SELECT unnest($h))",
+        {"h": [int(h) for h in hashes]}).fetchall()]  # fmt: skip
 
 
 def _first_occurrences(table: pa.Table | None) -> pa.Table | None:
