@@ -61,7 +61,9 @@ class LiveServer:
         return state(self.app)
 
     def query(self, sql: str, params: list | None = None) -> list[tuple]:
-        """Run SQL on the running server's store (thread-local cursor)."""
+        """Run SQL on the running server's store (thread-local cursor), once what the server
+        acknowledged is loaded from its journal into the log."""
+        self.state.writer.flush()
         return self.state.store.execute(sql, params).fetchall()
 
     def stop(self) -> None:

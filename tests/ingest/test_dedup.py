@@ -60,13 +60,15 @@ def test_writer_finds_a_retry_without_scanning_the_log(tmp_path):
     with open_store(tmp_path / "p.duckdb") as store:
         writer = GroupCommitWriter(store, run_hooks=False, idle_checkpoint_bytes=None).start()
         try:
-            first = writer.submit(_rows(["r1", "r2"])).result(10)
+            writer.submit(_rows(["r1", "r2"])).result(10)
+            assert writer.flush(10)
             seen = seen_ids(store)
             scans = seen.scans
-            again = writer.submit(_rows(["r2", "r3"])).result(10)
+            writer.submit(_rows(["r2", "r3"])).result(10)
+            assert writer.flush(10)
         finally:
             writer.stop()
-        assert (first.group_new, again.group_new) == (2, 1)
+        assert (writer.stats.rows, writer.stats.new) == (4, 3)
         assert seen.scans == scans  # r2 was committed moments ago: known exactly
         assert _ids(store) == ["r1", "r2", "r3"]
 

@@ -97,7 +97,7 @@ def create_app(project: Project | Path | str, *, tuning: Tuning | None = None,
             if settings.malloc_trim_seconds
             else None
         )
-        store = open_store(proj.store_path)
+        store = open_store(proj.store_path, replay_journal=False)  # the writer replays, with hooks
         if settings.duckdb_threads:
             store.execute(f"SET threads = {int(settings.duckdb_threads)}")
         if settings.checkpoint_threshold:

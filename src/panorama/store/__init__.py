@@ -160,7 +160,10 @@ def migrate(con: duckdb.DuckDBPyConnection) -> list[int]:
     return applied
 
 
-def open_store(path: Path | str, read_only: bool = False) -> Store:
+def open_store(path: Path | str, read_only: bool = False, replay_journal: bool = True) -> Store:
+    """Open (and migrate) the store. A writable open first loads what the ingestion journal
+    of a server that stopped holds beyond the log (`panorama.ingest.writer.replay_journal`);
+    the server passes `replay_journal=False` and replays with its real-time hooks instead."""
     path = Path(path)
     if read_only and not path.exists():
         raise StoreError(f"{path}: no store yet; run `panorama ingest` first")
@@ -177,4 +180,9 @@ def open_store(path: Path | str, read_only: bool = False) -> Store:
     con.execute("SET TimeZone = 'UTC'")
     if not read_only:
         migrate(con)
-    return Store(path, con, read_only)
+    store = Store(path, con, read_only)
+    if replay_journal and not read_only:
+        from panorama.ingest.writer import replay_journal as replay  # the store is below ingest
+
+        replay(store)
+    return store

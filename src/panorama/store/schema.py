@@ -125,6 +125,10 @@ ALTER TABLE events_v2 RENAME TO events;
 MIGRATIONS: list[Migration] = [
     Migration(1, "core log: records, events, dead letters", _CORE_V1),
     Migration(2, "events: message ids kept unique by ingest/dedup.py, not by an index", _CORE_V2),
+    # The last ingestion-journal record loaded into the log (ingest/journal.py), written in
+    # the same transaction as its rows.
+    Migration(3, "ingestion journal position",
+              "CREATE TABLE ingest_journal (loaded_seq BIGINT NOT NULL); INSERT INTO ingest_journal VALUES (0);"),  # fmt: skip
 ]
 
 
