@@ -59,6 +59,7 @@ def install(app: FastAPI) -> None:
         state = request.app.state.panorama
 
         def run() -> dict:
+            state.writer.flush()  # what the server acknowledged, in the log
             data = export_subject(state.store, key, state.project)
             data["request_id"] = record_export(state.store, principal.label, principal)
             return data
@@ -72,17 +73,26 @@ def install(app: FastAPI) -> None:
     @app.post(PREFIX + "/{key}/delete", tags=["privacy"],
               summary="Delete everything held about a person and refuse their identifiers from now on")  # fmt: skip
     async def delete(request: Request, key: str, principal: Admin) -> JSONResponse:
-        from panorama.privacy.subject import SubjectError, delete_subject
+        from panorama.privacy.subject import SubjectError
 
         state = request.app.state.panorama
         try:
-            result = await run_in_threadpool(delete_subject, state.store, key, state.project,
+            result = await run_in_threadpool(_delete, state, state.store, key, state.project,
                                              principal.label, principal)  # fmt: skip
         except SubjectError as exc:
             raise HTTPException(404, str(exc)) from None
         return _json({"request_id": result.request_id, "profiles": result.profile_ids,
                       "identifiers": result.identifiers, "tombstones": result.tombstones,
                       "rows": result.rows, "files": result.files})  # fmt: skip
+
+
+def _delete(state, *args):
+    """`delete_subject` once everything the server acknowledged is in the log (the journal
+    may still hold the person's latest events)."""
+    from panorama.privacy.subject import delete_subject
+
+    state.writer.flush()
+    return delete_subject(*args)
 
 
 def _install_pages(app: FastAPI) -> None:
@@ -116,6 +126,7 @@ def _install_pages(app: FastAPI) -> None:
         state = request.app.state.panorama
 
         def run() -> dict:
+            state.writer.flush()  # what the server acknowledged, in the log
             data = export_subject(state.store, key, state.project)
             data["request_id"] = record_export(state.store, principal.label, principal)
             return data
@@ -132,13 +143,13 @@ def _install_pages(app: FastAPI) -> None:
     async def privacy_delete_page(request: Request, principal: AdminPage,
                                   key: Annotated[str, Form(max_length=300)],
                                   confirm: Annotated[str, Form(max_length=20)] = "") -> Response:  # fmt: skip
-        from panorama.privacy.subject import SubjectError, delete_subject
+        from panorama.privacy.subject import SubjectError
 
         if confirm != "DELETE":
             return render(request, principal, 400, error="type DELETE to confirm the deletion")
         state = request.app.state.panorama
         try:
-            result = await run_in_threadpool(delete_subject, state.store, key, state.project,
+            result = await run_in_threadpool(_delete, state, state.store, key, state.project,
                                              principal.label, principal)  # fmt: skip
         except SubjectError as exc:
             return render(request, principal, 404, error=str(exc))

@@ -405,6 +405,11 @@ def _add_status_routes(app: FastAPI) -> None:
                                "new": s.writer.stats.new, "hook_errors": s.writer.stats.hook_errors
                                + (hooks.background_stats(s.store) or {}).get("errors", 0),
                                "max_commit_ms": round(s.writer.stats.max_commit_seconds * 1000, 1),
-                               "max_group_rows": s.writer.stats.max_group_rows}}  # fmt: skip
+                               "max_group_rows": s.writer.stats.max_group_rows,
+                               # acknowledged (journaled), not in the log yet; failed loads
+                               "backlog_rows": s.writer.stats.backlog_rows,
+                               "failed_loads": s.writer.stats.failed_commits,
+                               "journal_writes": s.writer.stats.journal_writes,
+                               "max_journal_ms": round(s.writer.stats.max_journal_seconds * 1000, 1)}}  # fmt: skip
 
         return JSONResponse(await run_in_threadpool(count))

@@ -286,6 +286,9 @@ class Ingestor:
                     raise ApiError(503, "commit_timeout",
                                    f"the store did not confirm the commit within {COMMIT_TIMEOUT:.0f} s; "
                                    "retry (messages are deduplicated by messageId)") from None  # fmt: skip
+                except OSError as exc:  # the journal (disk full...): nothing of it was kept
+                    raise ApiError(503, "unavailable", f"{exc.strerror or exc}; retry "
+                                   "(messages are deduplicated by messageId)") from None  # fmt: skip
                 except Exception as exc:
                     log.exception("commit failed")
                     raise ApiError(
