@@ -130,12 +130,43 @@ def session(
     return spark
 
 
+def to_pandas(df):
+    """A Spark frame as pandas. In local mode through Parquet files that Python reads itself:
+    `toPandas()` collects every row through the JVM driver's heap (`spark.driver_memory`,
+    2 GB by default), and at 1M customers the traits frame failed there ("TaskResultLost").
+    On a cluster the executors cannot write where the driver reads: `toPandas()`, which needs
+    a driver heap (and `spark.driver.maxResultSize`) for the result."""
+    spark = df.sparkSession
+    if not spark.sparkContext.master.startswith("local"):
+        return df.toPandas()
+    import shutil
+    import tempfile
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    directory = tempfile.mkdtemp(prefix="panorama-collect-", dir=spark.conf.get("spark.local.dir", None))
+    try:
+        df.write.mode("overwrite").parquet(directory)
+        table = pq.read_table(directory)  # part files in order: an ordered frame stays ordered
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+    # Spark writes timestamps as UTC instants; toPandas gives them naive in the session's
+    # time zone (UTC), and so does this
+    fields = [
+        pa.field(f.name, pa.timestamp(f.type.unit)) if pa.types.is_timestamp(f.type) and f.type.tz else f
+        for f in table.schema
+    ]
+    frame = table.cast(pa.schema(fields)).to_pandas()
+    return frame[df.columns] if list(frame.columns) != df.columns else frame
+
+
 class _Result:
     def __init__(self, df):
         self._df = df
 
     def df(self):
-        return self._df.toPandas()
+        return to_pandas(self._df)
 
     def fetchall(self) -> list[tuple]:
         return [tuple(r) for r in self._df.collect()] if self._df is not None else []

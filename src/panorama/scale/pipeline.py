@@ -105,6 +105,7 @@ def run(store: Store, project: Project, spark, *, as_of: dt.datetime | None = No
     """Traits, RFM, lifecycle, metrics, point-in-time features and batch segments on Spark
     over the Parquet log (identity must have run: `panorama unify`)."""
     from panorama.predict.features import FeatureBuilder, Sources
+    from panorama.scale.engine import to_pandas
     from panorama.traits.batch import default_as_of
     from panorama.traits.definitions import compile_plan
     from panorama.traits.engines import output_columns, run_pipeline
@@ -133,7 +134,7 @@ def run(store: Store, project: Project, spark, *, as_of: dt.datetime | None = No
     counts = plog.spark_views(spark, root, store)
     _register_inputs(spark, local / "_identity")
     lap("read log")
-    out.golden = golden_record(store, project, spark, local / "_identity").toPandas()
+    out.golden = to_pandas(golden_record(store, project, spark, local / "_identity"))
     lap("golden record")
 
     as_of = as_of or default_as_of(store)
@@ -146,7 +147,7 @@ def run(store: Store, project: Project, spark, *, as_of: dt.datetime | None = No
         traits_df = engine.frames["_tr_profile_traits"].select(*output_columns(plan))
         traits_df.createOrReplaceTempView("_profile_traits")
         out.as_of, out.events = as_of, counts["events"]
-        out.traits = traits_df.orderBy("profile_id").toPandas()
+        out.traits = to_pandas(traits_df.orderBy("profile_id"))
         out.profiles = len(out.traits)
         lap("traits")
 
