@@ -28,8 +28,11 @@ from collections import deque
 import orjson
 
 AUTH_PATHS = ("/v1/", "/api/", "/login")
-_EXTRA = [(b"x-content-type-options", b"nosniff"), (b"cache-control", b"no-store"),
-          (b"referrer-policy", b"no-referrer")]  # fmt: skip
+SECURITY_HEADERS = [(b"x-content-type-options", b"nosniff"), (b"cache-control", b"no-store"),
+                    (b"referrer-policy", b"no-referrer")]  # fmt: skip
+_EXTRA = SECURITY_HEADERS
+# A response-start message's key saying its headers include SECURITY_HEADERS already.
+HEADERS_SET = "panorama.headers_set"
 
 
 class Protect:
@@ -115,7 +118,7 @@ class Protect:
             if message["type"] == "http.response.start":
                 if message["status"] == 401 and presented:
                     self._failed(address, time.monotonic())
-                if ingestion:
+                if ingestion and not message.get(HEADERS_SET):
                     headers = list(message.get("headers", []))
                     present = {k.lower() for k, _ in headers}
                     headers += [(k, v) for k, v in _EXTRA if k not in present]
