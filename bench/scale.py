@@ -1,7 +1,8 @@
 """Benchmark: the same batch pipeline on DuckDB and on Spark local[2], for N customers.
 
     .venv/bin/python bench/scale.py [--customers 1000000] [--events-per-customer 20]
-                                    [--master local[2]] [--dir DIR] [--only duckdb|spark]
+                                    [--master local[2]] [--driver-memory 2g] [--dir DIR]
+                                    [--only duckdb|spark]
 
 A store is generated straight with DuckDB SQL (as bench/traits.py: orders, order lines, page and
 product views, emails, NPS answers, tickets over three years), with identifiers that make the
@@ -102,14 +103,14 @@ def generate(path: Path, customers: int, events: int) -> None:
     print(f"generated {n:,} events for ~{customers:,} customers in {time.perf_counter() - started:.0f} s", flush=True)
 
 
-def project(root: Path):
+def project(root: Path, driver_memory: str = "2g"):
     from panorama.config import Project, parse_config
 
     sources = {name: {"path": f"{name}.csv", "kind": "events", "key": "id", "timestamp": "t", "event": "X"}
                for name in ("shop", "items", "campaigns", "nps", "support")}  # fmt: skip
     config = parse_config({
         "name": "bench", "store": "bench.duckdb", "engine": "spark", "sources": sources,
-        "spark": {"log_path": "parquet-log"},
+        "spark": {"log_path": "parquet-log", "driver_memory": driver_memory},
         "segments": {name: {"where": where} for name, where in SEGMENTS.items()},
     })  # fmt: skip
     return Project(root, config)
@@ -156,12 +157,12 @@ class PeakRss:
         return self.peak
 
 
-def run_engine(engine: str, root: Path, master: str) -> dict:
+def run_engine(engine: str, root: Path, master: str, driver_memory: str = "2g") -> dict:
     import datetime as dt
 
     from panorama.store import open_store
 
-    proj = project(root)
+    proj = project(root, driver_memory)
     store = open_store(proj.store_path)
     rss = PeakRss()
     steps: dict[str, float] = {}
@@ -228,6 +229,8 @@ def main() -> int:
     ap.add_argument("--customers", type=int, default=1_000_000)
     ap.add_argument("--events-per-customer", type=int, default=20)
     ap.add_argument("--master", default="local[2]")
+    ap.add_argument("--driver-memory", default="2g",
+                    help="spark.driver_memory (in local mode the executors' memory too; 1M customers needs 8g)")  # fmt: skip
     ap.add_argument("--dir", type=Path, default=Path("/tmp/panorama-bench-scale"))
     ap.add_argument("--only", choices=("duckdb", "spark"))
     ap.add_argument("--child", choices=("duckdb", "spark"), help=argparse.SUPPRESS)
@@ -235,7 +238,7 @@ def main() -> int:
 
     base = args.dir / f"{args.customers}"
     if args.child:
-        result = run_engine(args.child, base / args.child, args.master)
+        result = run_engine(args.child, base / args.child, args.master, args.driver_memory)
         print("RESULT " + json.dumps(result), flush=True)
         return 0
     source = base / "generated.duckdb"
@@ -250,7 +253,7 @@ def main() -> int:
         work.mkdir(parents=True)
         shutil.copy(source, work / "bench.duckdb")
         cmd = [sys.executable, __file__, "--child", engine, "--customers", str(args.customers),
-               "--master", args.master, "--dir", str(args.dir)]  # fmt: skip
+               "--master", args.master, "--driver-memory", args.driver_memory, "--dir", str(args.dir)]  # fmt: skip
         proc = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True)
         sys.stdout.write("".join(line + "\n" for line in proc.stdout.splitlines() if not line.startswith("RESULT")))
         line = next(line for line in proc.stdout.splitlines() if line.startswith("RESULT "))
