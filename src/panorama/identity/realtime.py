@@ -1,6 +1,6 @@
 """Real-time identity: events arriving through the HTTP API update the graph at once.
 
-The server's writer thread calls the hook (stage 100) with every committed micro-batch.
+The server's real-time thread calls the hook (stage 100) with every committed micro-batch.
 Events whose identifier list (signature) is already known need nothing: their profile
 follows from the signature. A new signature, or new person attributes on an identify call,
 re-resolves the part of the graph it touches — the connected components of the identifiers

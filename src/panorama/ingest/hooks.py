@@ -4,7 +4,8 @@ The real-time path (DESIGN.md) is: commit to log -> update the identity graph ->
 incremental traits -> re-evaluate segments -> enqueue triggered actions. Each stage
 registers one hook here (in order of `stage`). Hooks must be idempotent and fast (batched).
 
-The writer thread calls `submit` with every committed micro-batch of new events. In
+The writer's loader thread calls `submit` with every batch of new events it committed to the
+log (`panorama.ingest.writer`). In
 `panorama serve` (`start_background`) that only queues the batch: one background thread
 takes everything queued meanwhile as one table and runs the hooks over it in stage order, so
 acknowledging events never waits for derived state, and under load many micro-batches share

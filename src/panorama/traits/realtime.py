@@ -291,7 +291,7 @@ def install() -> None:
 
 class _Handle:
     def stop(self) -> None:
-        """Nothing to stop: the hook runs in the writer thread."""
+        """Nothing to stop: the hook runs in the real-time thread (panorama.ingest.hooks)."""
 
 
 def start(server_state=None) -> _Handle:
