@@ -106,9 +106,7 @@ def create_app(project: Project | Path | str, *, tuning: Tuning | None = None,
         if proj.config.server.memory_limit:  # the pattern in config.py admits only a size
             store.execute(f"SET memory_limit = '{proj.config.server.memory_limit.strip()}'")
         keys = KeyRing(store)
-        group_writer = GroupCommitWriter(
-            store, max_rows=settings.max_rows, linger=settings.linger
-        ).start()
+        group_writer = GroupCommitWriter(store, max_rows=settings.max_rows, linger=settings.linger)
         # derived state (identity, traits, segments, triggers) is updated off the writer
         # thread, so an acknowledgement never waits for it (panorama.ingest.hooks)
         hooks.start_background(store)
@@ -117,6 +115,9 @@ def create_app(project: Project | Path | str, *, tuning: Tuning | None = None,
         if not len(keys):
             log.warning("no write keys yet: create one with `panorama keys create SOURCE`")
         realtime = _start_realtime(state)
+        # after the real-time stages: what the journal holds from before a crash is loaded
+        # now and goes through them like any new event
+        group_writer.start()
         if settings.gc_threshold:
             gc.freeze()
             gc.set_threshold(settings.gc_threshold, 20, 20)
