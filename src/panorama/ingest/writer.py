@@ -89,6 +89,7 @@ class WriterStats:
     max_commit_seconds: float = 0.0
     max_group_rows: int = 0
     idle_checkpoints: int = 0
+    forced_checkpoints: int = 0  # by the loader, the WAL over `checkpoint_bytes`
     journal_writes: int = 0
     max_journal_seconds: float = 0.0
     backlog_rows: int = 0  # journaled, not loaded yet
@@ -153,6 +154,7 @@ class GroupCommitWriter:
         idle_checkpoint_bytes: int | None = 16 * 1024 * 1024,
         idle_seconds: float = 0.5,
         load_interval: float = 0.1,
+        checkpoint_bytes: int | None = 64 * 1024 * 1024,
     ):
         self.store = store
         self.journal = journals.Journal.beside(store.path) if journal and _is_file(store) else None
@@ -170,6 +172,12 @@ class GroupCommitWriter:
         # size, part of it holding the GIL the event loop needs (what arrives meanwhile waits
         # in the journal and goes into the next load).
         self.load_interval = load_interval
+        # Under a steady load the loader never idles, and DuckDB's automatic checkpoint (at a
+        # commit, WAL over `checkpoint_threshold`) is skipped whenever another transaction is
+        # running - with API reads in flight that can be every time: in a one-hour soak the WAL
+        # grew to 1.2 GB and DuckDB's memory with it. Past this size the loader checkpoints
+        # itself with FORCE CHECKPOINT (DuckDB >= 1.4: waits for running transactions).
+        self.checkpoint_bytes = checkpoint_bytes
         # Requests between "body received" and `write()` (kept by the HTTP layer, read here).
         self.incoming = 0
         self.run_hooks = run_hooks
@@ -453,6 +461,7 @@ class GroupCommitWriter:
                 self._load(cur, pending)
                 pending = []
                 backoff = 0.0
+                self._checkpoint_if_big(cur)
             except Exception as exc:
                 # The rows are acknowledged and journaled: keep them, try again (a full disk,
                 # a lock); at worst the next start-up loads them from the journal.
@@ -520,6 +529,24 @@ class GroupCommitWriter:
                 hooks.submit(self.store, new)
             except Exception:  # hooks.run has logged which hook failed; the events stay stored
                 s.hook_errors += 1
+
+    def _checkpoint_if_big(self, cur) -> None:
+        if not self.checkpoint_bytes or self._wal_bytes() <= self.checkpoint_bytes:
+            return
+        started = time.perf_counter()
+        try:
+            cur.execute("FORCE CHECKPOINT")
+        except Exception:  # the WAL stays; DuckDB or the next load tries again
+            log.exception("checkpoint failed")
+            return
+        self.stats.forced_checkpoints += 1
+        log.info("checkpoint in %.2f s", time.perf_counter() - started)
+
+    def _wal_bytes(self) -> int:
+        try:
+            return Path(str(self.store.path) + ".wal").stat().st_size
+        except OSError:
+            return 0
 
     def _idle_checkpoint(self) -> None:
         if not self.idle_checkpoint_bytes:
