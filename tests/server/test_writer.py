@@ -190,7 +190,7 @@ def test_idle_checkpoint_folds_the_wal(store, journal, seen_hooks):
     assert len(_ids(store)) == 50
 
 
-def test_the_loader_checkpoints_a_big_wal_while_a_reader_is_open(store, seen_hooks):
+def test_the_loader_checkpoints_a_big_wal_once_no_reader_is_open(store, seen_hooks):
     from pathlib import Path
 
     writer = GroupCommitWriter(store, checkpoint_bytes=1, idle_checkpoint_bytes=None).start()
@@ -199,17 +199,15 @@ def test_the_loader_checkpoints_a_big_wal_while_a_reader_is_open(store, seen_hoo
         reader.execute("BEGIN TRANSACTION")
         reader.execute("SELECT count(*) FROM events").fetchall()
         writer.submit([_row(f"m{i}") for i in range(50)]).result(10)
-        reader.execute("COMMIT")  # the checkpoint waited for this transaction
         assert writer.flush(10)
-        import time
-
-        deadline = time.monotonic() + 10
-        while writer.stats.forced_checkpoints == 0 and time.monotonic() < deadline:
-            time.sleep(0.02)
+        assert writer.stats.forced_checkpoints == 0  # it cannot while the reader's runs
+        reader.execute("COMMIT")
+        writer.submit([_row("last")]).result(10)  # the next load tries again
+        assert writer.flush(10)
     finally:
         writer.stop()
         reader.close()
     assert writer.stats.forced_checkpoints >= 1
     wal = Path(str(store.path) + ".wal")
-    assert not wal.exists() or wal.stat().st_size == 0
-    assert len(_ids(store)) == 50
+    assert not wal.exists() or wal.stat().st_size < 10_000  # what came after (run counters)
+    assert len(_ids(store)) == 51

@@ -32,6 +32,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -90,6 +91,7 @@ class WriterStats:
     max_group_rows: int = 0
     idle_checkpoints: int = 0
     forced_checkpoints: int = 0  # by the loader, the WAL over `checkpoint_bytes`
+    checkpoint_retries: int = 0  # the loader's checkpoint found another transaction running
     journal_writes: int = 0
     max_journal_seconds: float = 0.0
     backlog_rows: int = 0  # journaled, not loaded yet
@@ -175,8 +177,10 @@ class GroupCommitWriter:
         # Under a steady load the loader never idles, and DuckDB's automatic checkpoint (at a
         # commit, WAL over `checkpoint_threshold`) is skipped whenever another transaction is
         # running - with API reads in flight that can be every time: in a one-hour soak the WAL
-        # grew to 1.2 GB and DuckDB's memory with it. Past this size the loader checkpoints
-        # itself with FORCE CHECKPOINT (DuckDB >= 1.4: waits for running transactions).
+        # grew to 1.2 GB and DuckDB's memory with it. Past this size the loader tries a
+        # CHECKPOINT after every load. Not FORCE CHECKPOINT: it blocks new statements while it
+        # waits for running transactions, and a transaction whose next statement is blocked
+        # never ends - the server deadlocked in a soak with it.
         self.checkpoint_bytes = checkpoint_bytes
         # Requests between "body received" and `write()` (kept by the HTTP layer, read here).
         self.incoming = 0
@@ -535,7 +539,10 @@ class GroupCommitWriter:
             return
         started = time.perf_counter()
         try:
-            cur.execute("FORCE CHECKPOINT")
+            cur.execute("CHECKPOINT")
+        except duckdb.TransactionException:  # another transaction is running: after the next load
+            self.stats.checkpoint_retries += 1
+            return
         except Exception:  # the WAL stays; DuckDB or the next load tries again
             log.exception("checkpoint failed")
             return
