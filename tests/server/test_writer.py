@@ -200,14 +200,14 @@ def test_the_loader_checkpoints_a_big_wal_once_no_reader_is_open(store, seen_hoo
         reader.execute("SELECT count(*) FROM events").fetchall()
         writer.submit([_row(f"m{i}") for i in range(50)]).result(10)
         assert writer.flush(10)
-        assert writer.stats.forced_checkpoints == 0  # it cannot while the reader's runs
+        assert writer.stats.loader_checkpoints == 0  # it cannot while the reader's runs
         reader.execute("COMMIT")
         writer.submit([_row("last")]).result(10)  # the next load tries again
         assert writer.flush(10)
     finally:
         writer.stop()
         reader.close()
-    assert writer.stats.forced_checkpoints >= 1
+    assert writer.stats.loader_checkpoints >= 1
     wal = Path(str(store.path) + ".wal")
     assert not wal.exists() or wal.stat().st_size < 10_000  # what came after (run counters)
     assert len(_ids(store)) == 51

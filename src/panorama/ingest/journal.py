@@ -180,9 +180,6 @@ class Journal:
         self._close_fd()
         self.release(loaded)
 
-    def __len__(self) -> int:
-        return len(self._segments)
-
 
 def _first_of(path: Path) -> int:
     try:

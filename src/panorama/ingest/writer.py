@@ -90,7 +90,7 @@ class WriterStats:
     max_commit_seconds: float = 0.0
     max_group_rows: int = 0
     idle_checkpoints: int = 0
-    forced_checkpoints: int = 0  # by the loader, the WAL over `checkpoint_bytes`
+    loader_checkpoints: int = 0  # after a load, the WAL over `checkpoint_bytes`
     checkpoint_retries: int = 0  # the loader's checkpoint found another transaction running
     journal_writes: int = 0
     max_journal_seconds: float = 0.0
@@ -237,9 +237,6 @@ class GroupCommitWriter:
         cur = self.store.cursor()
         # fetchall: a result left open would keep its transaction (and block CHECKPOINT)
         loaded = cur.execute("SELECT max(loaded_seq) FROM ingest_journal").fetchall()[0][0] or 0
-        self._replay_from(cur, loaded)
-
-    def _replay_from(self, cur, loaded: int) -> None:
         records = self.journal.open(loaded)
         self._loaded = self._journaled = max(loaded, self.journal.last_seq)
         if not records:
@@ -546,7 +543,7 @@ class GroupCommitWriter:
         except Exception:  # the WAL stays; DuckDB or the next load tries again
             log.exception("checkpoint failed")
             return
-        self.stats.forced_checkpoints += 1
+        self.stats.loader_checkpoints += 1
         log.info("checkpoint in %.2f s", time.perf_counter() - started)
 
     def _wal_bytes(self) -> int:
@@ -558,11 +555,7 @@ class GroupCommitWriter:
     def _idle_checkpoint(self) -> None:
         if not self.idle_checkpoint_bytes:
             return
-        wal = Path(str(self.store.path) + ".wal")
-        try:
-            size = wal.stat().st_size
-        except OSError:
-            return
+        size = self._wal_bytes()
         if size > self.idle_checkpoint_bytes:
             started = time.perf_counter()
             try:
