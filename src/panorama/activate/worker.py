@@ -222,7 +222,9 @@ class Runtime:
         _runtimes[id(self.store)] = self
         outbox.set_waker(self.store, self.wake)
         self._catch_up()
-        self.events_worker = CoalescingWorker("panorama-activation-rt", self.on_events).start()
+        self.events_worker = CoalescingWorker(
+            "panorama-activation-rt", self.on_events, gate=self.store.gate
+        ).start()
         hooks.register(STAGE, "activation", on_events_hook)
         for worker in self.workers.values():
             worker.thread.start()

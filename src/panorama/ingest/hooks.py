@@ -19,11 +19,12 @@ import queue
 import threading
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import pyarrow as pa
 
-from panorama.store import Store
+from panorama.store import Store, WriteGate
 
 log = logging.getLogger("panorama.ingest.hooks")
 
@@ -87,7 +88,8 @@ MIN_PASS_INTERVAL = 0.1
 def start_background(store: Store) -> CoalescingWorker:
     """Run the hooks of this store's batches in a background thread (the server does)."""
     worker = CoalescingWorker(
-        "panorama-realtime", lambda events: run(store, events), min_interval=MIN_PASS_INTERVAL
+        "panorama-realtime", lambda events: run(store, events), min_interval=MIN_PASS_INTERVAL,
+        gate=store.gate,
     ).start()
     _background[id(store)] = worker
     return worker
@@ -110,9 +112,13 @@ class CoalescingWorker:
     ingestion never waits for derived state); this thread takes everything queued, as one
     table, and runs `fn` on it. Under load, many micro-batches share one evaluation."""
 
-    def __init__(self, name: str, fn, columns: list[str] | None = None, min_interval: float = 0.0):
+    def __init__(self, name: str, fn, columns: list[str] | None = None, min_interval: float = 0.0,
+                 gate: WriteGate | None = None):  # fmt: skip
         self.name = name
         self.fn = fn
+        # each run holds the store's gate shared: a checkpoint waits for the run to end and
+        # the next run for the checkpoint (`panorama.store.WriteGate`)
+        self.gate = gate
         self.columns = columns
         # at most one run per `min_interval` seconds: under load, batches gather meanwhile and
         # share a run (less CPU for the same result, at the price of that much latency)
@@ -154,7 +160,8 @@ class CoalescingWorker:
             if tables:
                 started = time.perf_counter()
                 try:
-                    self.fn(tables[0] if len(tables) == 1 else pa.concat_tables(tables, promote_options="default"))
+                    with self.gate.shared() if self.gate else nullcontext():
+                        self.fn(tables[0] if len(tables) == 1 else pa.concat_tables(tables, promote_options="default"))
                 except Exception:
                     self.stats["errors"] += 1
                     log.exception("%s: processing %d committed batches failed (the log keeps them; "

@@ -30,9 +30,7 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from pathlib import Path
 
-import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -157,6 +155,7 @@ class GroupCommitWriter:
         idle_seconds: float = 0.5,
         load_interval: float = 0.1,
         checkpoint_bytes: int | None = 64 * 1024 * 1024,
+        checkpoint_wait: float = 2.0,
     ):
         self.store = store
         self.journal = journals.Journal.beside(store.path) if journal and _is_file(store) else None
@@ -175,13 +174,15 @@ class GroupCommitWriter:
         # in the journal and goes into the next load).
         self.load_interval = load_interval
         # Under a steady load the loader never idles, and DuckDB's automatic checkpoint (at a
-        # commit, WAL over `checkpoint_threshold`) is skipped whenever another transaction is
-        # running - with API reads in flight that can be every time: in a one-hour soak the WAL
-        # grew to 1.2 GB and DuckDB's memory with it. Past this size the loader tries a
-        # CHECKPOINT after every load. Not FORCE CHECKPOINT: it blocks new statements while it
-        # waits for running transactions, and a transaction whose next statement is blocked
-        # never ends - the server deadlocked in a soak with it.
+        # commit, WAL over `checkpoint_threshold`) is skipped whenever another transaction holds
+        # changes - the real-time stages, which start right after each load: in a one-hour soak
+        # the WAL grew to 1.2 GB and DuckDB's memory with it. Past this size the loader
+        # checkpoints after a load with the real-time passes held off (`Store.checkpoint`: at
+        # most `checkpoint_wait` seconds for the pass under way to end). Not FORCE CHECKPOINT:
+        # it blocks new statements while it waits, and a transaction whose next statement is
+        # blocked never ends - the server deadlocked in a soak with it.
         self.checkpoint_bytes = checkpoint_bytes
+        self.checkpoint_wait = checkpoint_wait
         # Requests between "body received" and `write()` (kept by the HTTP layer, read here).
         self.incoming = 0
         self.run_hooks = run_hooks
@@ -462,7 +463,7 @@ class GroupCommitWriter:
                 self._load(cur, pending)
                 pending = []
                 backoff = 0.0
-                self._checkpoint_if_big(cur)
+                self._checkpoint_if_big()
             except Exception as exc:
                 # The rows are acknowledged and journaled: keep them, try again (a full disk,
                 # a lock); at worst the next start-up loads them from the journal.
@@ -531,35 +532,30 @@ class GroupCommitWriter:
             except Exception:  # hooks.run has logged which hook failed; the events stay stored
                 s.hook_errors += 1
 
-    def _checkpoint_if_big(self, cur) -> None:
-        if not self.checkpoint_bytes or self._wal_bytes() <= self.checkpoint_bytes:
+    def _checkpoint_if_big(self) -> None:
+        if not self.checkpoint_bytes or self.store.wal_bytes() <= self.checkpoint_bytes:
             return
         started = time.perf_counter()
         try:
-            cur.execute("CHECKPOINT")
-        except duckdb.TransactionException:  # another transaction is running: after the next load
-            self.stats.checkpoint_retries += 1
-            return
+            done = self.store.checkpoint(wait=self.checkpoint_wait)
         except Exception:  # the WAL stays; DuckDB or the next load tries again
             log.exception("checkpoint failed")
+            return
+        if not done:  # another transaction with changes was running: after the next load
+            self.stats.checkpoint_retries += 1
             return
         self.stats.loader_checkpoints += 1
         log.info("checkpoint in %.2f s", time.perf_counter() - started)
 
-    def _wal_bytes(self) -> int:
-        try:
-            return Path(str(self.store.path) + ".wal").stat().st_size
-        except OSError:
-            return 0
-
     def _idle_checkpoint(self) -> None:
         if not self.idle_checkpoint_bytes:
             return
-        size = self._wal_bytes()
+        size = self.store.wal_bytes()
         if size > self.idle_checkpoint_bytes:
             started = time.perf_counter()
             try:
-                self.store.cursor().execute("CHECKPOINT")
+                if not self.store.checkpoint(wait=self.checkpoint_wait):
+                    return
             except Exception:  # pragma: no cover - DuckDB checkpoints at the threshold anyway
                 log.exception("idle checkpoint failed")
                 return

@@ -64,7 +64,9 @@ class Runtime:
 
     def start(self) -> Runtime:
         _runtimes[id(self.store)] = self
-        self.worker = CoalescingWorker("panorama-segments-rt", self.on_events, min_interval=MIN_INTERVAL).start()
+        self.worker = CoalescingWorker(
+            "panorama-segments-rt", self.on_events, min_interval=MIN_INTERVAL, gate=self.store.gate
+        ).start()
         hooks.register(STAGE, "segments", on_events)
         self._thread = threading.Thread(target=self._clock, name="panorama-segments-clock", daemon=True)
         self._thread.start()

@@ -413,6 +413,8 @@ def _add_status_routes(app: FastAPI) -> None:
             )
 
         def count() -> dict:
+            # acknowledged events count: wait (briefly) for the loader to move them to the log
+            s.writer.flush(5.0)
             events, last = s.store.execute(
                 "SELECT count(*), max(received_at) FROM events WHERE source = ?", [key.source]
             ).fetchone()
@@ -431,6 +433,10 @@ def _add_status_routes(app: FastAPI) -> None:
                                "backlog_rows": s.writer.stats.backlog_rows,
                                "failed_loads": s.writer.stats.failed_commits,
                                "journal_writes": s.writer.stats.journal_writes,
-                               "max_journal_ms": round(s.writer.stats.max_journal_seconds * 1000, 1)}}  # fmt: skip
+                               "max_journal_ms": round(s.writer.stats.max_journal_seconds * 1000, 1),
+                               "checkpoints": s.writer.stats.loader_checkpoints
+                               + s.writer.stats.idle_checkpoints,
+                               "checkpoint_retries": s.writer.stats.checkpoint_retries,
+                               "wal_bytes": s.store.wal_bytes()}}  # fmt: skip
 
         return JSONResponse(await run_in_threadpool(count))

@@ -25,6 +25,67 @@ class StoreError(Exception):
     """The store cannot be opened or used; the message says why and what to do."""
 
 
+class WriteGate:
+    """Background writers against checkpoints, inside one process.
+
+    DuckDB's plain CHECKPOINT fails while another transaction holds updates or deletes, and
+    FORCE CHECKPOINT blocks every new statement until the others finish (a thread waiting for
+    one of them never gets there: a deadlock). Under a steady load the real-time stages write
+    almost all the time, right after each load, so a checkpoint tried then never finds a gap
+    and the WAL grows without end. The background writers (the real-time stages) hold this
+    gate shared for each pass; a checkpoint takes it exclusively for as long as the CHECKPOINT
+    runs. A waiting checkpoint stops new passes from starting (writer preference), so it gets
+    in after the passes under way end. Reentrant for the shared side (a pass may nest)."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._shared = 0
+        self._exclusive = False
+        self._waiting = 0
+        self._local = threading.local()
+
+    @contextmanager
+    def shared(self) -> Iterator[None]:
+        depth = getattr(self._local, "depth", 0)
+        if depth == 0:
+            with self._cond:
+                self._cond.wait_for(lambda: not self._exclusive and not self._waiting)
+                self._shared += 1
+        self._local.depth = depth + 1
+        try:
+            yield
+        finally:
+            self._local.depth = depth
+            if depth == 0:
+                with self._cond:
+                    self._shared -= 1
+                    self._cond.notify_all()
+
+    @contextmanager
+    def exclusive(self, timeout: float) -> Iterator[bool]:
+        """Yields whether the gate was taken within `timeout` seconds (if not, the caller goes
+        on without it; the passes under way are not disturbed)."""
+        if getattr(self._local, "depth", 0):  # a thread inside a pass: it would wait for itself
+            yield False
+            return
+        with self._cond:
+            self._waiting += 1
+            try:
+                got = self._cond.wait_for(lambda: not self._exclusive and not self._shared, timeout)
+                if got:
+                    self._exclusive = True
+            finally:
+                self._waiting -= 1
+                self._cond.notify_all()
+        try:
+            yield got
+        finally:
+            if got:
+                with self._cond:
+                    self._exclusive = False
+                    self._cond.notify_all()
+
+
 class Store:
     """A DuckDB connection to the project's store. Use `cursor()` per thread."""
 
@@ -34,6 +95,26 @@ class Store:
         self.read_only = read_only
         self._local = threading.local()
         self._recent: dict[str, tuple[float, object]] = {}
+        self.gate = WriteGate()
+
+    def wal_bytes(self) -> int:
+        try:
+            return Path(str(self.path) + ".wal").stat().st_size
+        except OSError:
+            return 0
+
+    def checkpoint(self, wait: float = 2.0) -> bool:
+        """Fold the WAL into the database file: a plain CHECKPOINT, run while the background
+        writers are held off (`WriteGate`, at most `wait` seconds to get there). Returns False
+        when another transaction with changes was still running (try again later)."""
+        with self.gate.exclusive(wait) as got:
+            if not got:
+                return False
+            try:
+                self.cursor().execute("CHECKPOINT")
+            except duckdb.TransactionException:  # a request's write transaction, rarely
+                return False
+            return True
 
     def recent(self, key: str, seconds: float, compute: Callable[[], T]) -> T:
         """`compute()`, reused for `seconds` (for checks that real-time hooks would otherwise
