@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from panorama.config import ConfigError, IdentityConfig, parse_config
 from panorama.identity.normalize import (
@@ -17,6 +19,7 @@ from panorama.identity.normalize import (
     normalize_date,
     normalize_postcode,
     phone_key,
+    plain_email,
     split_full_name,
 )
 from panorama.identity.rules import Rules
@@ -189,3 +192,67 @@ def test_dates_and_postcodes():
     assert normalize_postcode("m145rt") == "M14 5RT"
     assert normalize_postcode(" bs23 1zq") == "BS23 1ZQ"
     assert normalize_postcode("10001", "US") == "10001"
+
+
+# -- the fast paths agree with the libraries they skip ------------------------------------
+
+_EMAIL_CHARS = "abcxyz0189._-+!#'`~@"
+
+
+@settings(max_examples=3000, deadline=None, derandomize=True)
+@given(
+    st.one_of(
+        st.text(_EMAIL_CHARS, max_size=40),
+        st.builds(
+            lambda local, labels, tld: f"{local}@{'.'.join(labels)}.{tld}",
+            st.text("abz09._-+!#'~", min_size=1, max_size=70),
+            st.lists(st.text("az09-", min_size=1, max_size=66), min_size=1, max_size=4),
+            st.sampled_from(["com", "co", "uk", "test", "local", "x", "c0m", "arpa", "onion", "museum"]),
+        ),
+    )
+)
+def test_plain_email_accepts_only_what_email_validator_accepts_unchanged(text):
+    from email_validator import EmailNotValidError, validate_email
+
+    plain = plain_email(text)
+    if plain is None:
+        return  # the full check decides
+    try:
+        checked = validate_email(text, check_deliverability=False, allow_smtputf8=True)
+    except EmailNotValidError as exc:
+        raise AssertionError(f"plain_email accepted {text!r}, email-validator says {exc}") from exc
+    assert plain == (checked.local_part.lower(), checked.domain.lower())
+
+
+@pytest.mark.parametrize("text", ["ann@example.com", "a.b+c@mail.example.co.uk", "o'neil@x-y.org",
+                                  "a..b@example.com", "ann@localhost", "ann@foo.test", "ann@xn--bcher-kva.de",
+                                  "ann@ab--cd.com", "ann@example.c0m", ".ann@example.com", "ann@-x.com"])  # fmt: skip
+def test_plain_email_examples(text):
+    from email_validator import EmailNotValidError, validate_email
+
+    try:
+        checked = validate_email(text, check_deliverability=False, allow_smtputf8=True)
+        expected = (checked.local_part.lower(), checked.domain.lower())
+    except EmailNotValidError:
+        expected = None
+    plain = plain_email(text)
+    assert plain is None or plain == expected
+    if text in ("ann@example.com", "a.b+c@mail.example.co.uk", "o'neil@x-y.org"):
+        assert plain == expected  # the common shapes take the fast path
+
+
+@settings(max_examples=2000, deadline=None, derandomize=True)
+@given(
+    st.sampled_from(["GB", "US", "DE", "FR", "IE", "CA", "IM", "JE", "KZ", "RU", "AU"]),
+    st.sampled_from(["+44", "+1", "+49", "+33", "+353", "+7", "+61", "0", ""]),
+    st.text("0123456789", min_size=4, max_size=12),
+)
+def test_phone_validity_matches_phonenumbers(region, prefix, digits):
+    import phonenumbers
+
+    n = Normalizer(IdentityConfig(default_region=region))
+    try:
+        number = phonenumbers.parse(prefix + digits, region)
+    except phonenumbers.NumberParseException:
+        return
+    assert n._valid_number(number) == phonenumbers.is_valid_number(number)
