@@ -20,6 +20,7 @@ import contextlib
 import logging
 import random
 from dataclasses import dataclass
+from functools import lru_cache
 
 import duckdb
 import orjson
@@ -131,12 +132,17 @@ def candidates(cur: duckdb.DuckDBPyConnection, project: Project) -> Candidates:
                                             "email_local", "phone")}  # fmt: skip
     for k in range(len(compared)):
         out[f"id_{k}"] = []
+    # names, dates and postcodes repeat across records: normalise each distinct value once
+    first_key, last_key, canon, split = (lru_cache(maxsize=None)(f) for f in (
+        first_name_key, last_name_key, canonical_first_name, split_full_name))  # fmt: skip
+    day = lru_cache(maxsize=None)(lambda d: normalize_date(d, region))
+    post = lru_cache(maxsize=None)(lambda pc: normalize_postcode(pc, region))
     for i, (source, record_id, sig, f, la, n, d, pc, ad, ci, email, phone, *extra) in enumerate(
         rows
     ):
-        first, last = first_name_key(f), last_name_key(la)
+        first, last = first_key(f), last_key(la)
         if (first is None or last is None) and n:
-            f2, l2 = split_full_name(n)
+            f2, l2 = split(n)
             first, last = first or f2, last or l2
         if first is None and last is None:
             continue
@@ -145,10 +151,10 @@ def candidates(cur: duckdb.DuckDBPyConnection, project: Project) -> Candidates:
         out["record_id"].append(record_id)
         out["sig"].append(sig)
         out["first_name"].append(first)
-        out["first_canon"].append(canonical_first_name(first))
+        out["first_canon"].append(canon(first))
         out["last_name"].append(last)
-        out["birth_date"].append(normalize_date(d, region) if d else None)
-        out["postcode"].append(normalize_postcode(pc, region) if pc else None)
+        out["birth_date"].append(day(d) if d else None)
+        out["postcode"].append(post(pc) if pc else None)
         out["address"].append(normalize_address(ad) if ad else None)
         out["city"].append(ci.strip().lower() if ci and ci.strip() else None)
         out["email"].append(email)
@@ -156,21 +162,30 @@ def candidates(cur: duckdb.DuckDBPyConnection, project: Project) -> Candidates:
         out["phone"].append(phone)
         for k, value in enumerate(extra):
             out[f"id_{k}"].append(value)
-    from collections import Counter
-
-    n = len(out["unique_id"])
-    keys = dict(BLOCKING_KEYS)
-    keys.update({f"bk_id_{k}": (f"id_{k}",) for k in range(len(compared))})
-    for key, parts in keys.items():
-        values = [None if any(out[p][i] is None for p in parts) else "\x1f".join(out[p][i] for p in parts)
-                  for i in range(n)]  # fmt: skip
-        counts = Counter(v for v in values if v is not None)
-        out[key] = [
-            v if v is not None and counts[v] <= settings.max_block_size else None for v in values
-        ]
     types = {"unique_id": pa.int64(), "sig": pa.uint64()}
     table = pa.table({k: pa.array(v, types.get(k, pa.string())) for k, v in out.items()})
+    keys = dict(BLOCKING_KEYS)
+    keys.update({f"bk_id_{k}": (f"id_{k}",) for k in range(len(compared))})
+    table = _with_blocking_keys(table, keys, settings.max_block_size)
     return Candidates(table, table.num_rows)
+
+
+def _with_blocking_keys(table: pa.Table, keys: dict[str, tuple[str, ...]], max_block: int) -> pa.Table:
+    """`table` with a column per blocking key: its parts joined by U+001F when none is null,
+    null when more than `max_block` rows share the value (counted on a private connection)."""
+    con = duckdb.connect()
+    try:
+        con.execute("SET threads = 2")
+        con.register("people", table)
+        exprs = []
+        for key, parts in keys.items():
+            value = " || chr(31) || ".join(f'"{p}"' for p in parts)
+            present = " AND ".join(f'"{p}" IS NOT NULL' for p in parts)
+            exprs.append(f"CASE WHEN {present} AND count(*) OVER (PARTITION BY {value}) <= {int(max_block)} "
+                         f'THEN {value} END AS "{key}"')  # fmt: skip
+        return con.execute(f"SELECT *, {', '.join(exprs)} FROM people ORDER BY unique_id").fetch_arrow_table()
+    finally:
+        con.close()
 
 
 def settings_for(settings: SplinkSettings, region: str = "GB"):
@@ -407,17 +422,22 @@ def _corroborated(people: pa.Table, pairs: pa.Table, fields: list[str]) -> pa.Ta
     return out.append_column("_row", pa.array(keep, pa.int64()))
 
 
-def score_pairs(cur: duckdb.DuckDBPyConnection, project: Project, db_api=None) -> int:
+def score_pairs(cur: duckdb.DuckDBPyConnection, project: Project, db_api=None, lap=None) -> int:
     """Fill temp table `_in_splink` with the pairs at or above the threshold; returns how many.
-    `db_api`: the Splink backend that trains and scores (None: DuckDB, see `train`)."""
+    `db_api`: the Splink backend that trains and scores (None: DuckDB, see `train`); `lap(name)`
+    is called after each part (candidates, estimation, scoring) to time it."""
+    lap = lap or (lambda name: None)
     settings = project.config.identity.splink
     found = candidates(cur, project)
+    lap("splink candidates")
     if found.rows < MIN_RECORDS:
         return 0
     model = None
     try:
         model = train(found.table, settings, project.config.identity.default_region, db_api)
+        lap("splink estimation")
         pairs = predict(model, settings.threshold)
+        lap("splink scoring")
     except (
         Exception
     ) as exc:  # a model that cannot be estimated must not stop the deterministic graph

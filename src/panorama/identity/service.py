@@ -89,7 +89,7 @@ def unify(
         resolution.normalise()
         resolution.nodes()
         step("probabilistic matching")
-        _splink(cur, project, stats, splink_api)
+        _splink(cur, project, stats, splink_api, timer.lap)
         timer.lap("splink")
         resolution.links()
         if components is None:
@@ -131,7 +131,8 @@ def unify(
     return stats
 
 
-def _splink(cur: duckdb.DuckDBPyConnection, project: Project, stats: RunStats, db_api=None) -> None:
+def _splink(cur: duckdb.DuckDBPyConnection, project: Project, stats: RunStats, db_api=None,
+            lap=None) -> None:
     cur.execute(
         """
         CREATE OR REPLACE TEMP TABLE _in_splink (
@@ -146,7 +147,7 @@ def _splink(cur: duckdb.DuckDBPyConnection, project: Project, stats: RunStats, d
         from panorama.identity.matching import score_pairs
     except ModuleNotFoundError:  # pragma: no cover - matching not built yet
         return
-    stats.splink_pairs = score_pairs(cur, project, db_api)
+    stats.splink_pairs = score_pairs(cur, project, db_api, lap)
 
 
 def write_batch(cur: duckdb.DuckDBPyConnection) -> None:
