@@ -42,11 +42,51 @@ class Assignment:
     revived: list[tuple[str, int]] = field(default_factory=list)
     created: list[tuple[str, int]] = field(default_factory=list)
     retired: list[str] = field(default_factory=list)
+    fresh: int | None = None  # first resolution: this many clusters, their ids in `_assign`
+
+    @property
+    def profiles(self) -> int:
+        return self.fresh if self.fresh is not None else len(self.cluster_ids)
+
+
+_CLUSTER_FIRST = """
+    SELECT n.cluster, min(s.first_ts) AS first_ts,
+           arg_min(s.first_source, (coalesce(s.first_ts, TIMESTAMP '9999-12-31'), s.first_source, s.first_record_id)) AS first_source,
+           arg_min(s.first_record_id, (coalesce(s.first_ts, TIMESTAMP '9999-12-31'), s.first_source, s.first_record_id)) AS first_record_id
+    FROM _out_sigs s JOIN _out_nodes n ON n.node = s.anchor
+    WHERE n.cluster IS NOT NULL GROUP BY n.cluster
+"""
+
+
+def _assign_fresh(cur: duckdb.DuckDBPyConnection) -> Assignment | None:
+    """The first resolution of a store (no profile ids yet), in SQL: every cluster takes the id
+    derived from its earliest member, as `assign` would give it. None when the store has ids
+    already, or when two clusters would take one id (`assign` salts those)."""
+    if cur.execute(
+        "SELECT EXISTS (SELECT 1 FROM identity_profiles) OR EXISTS (SELECT 1 FROM identity_nodes)"
+    ).fetchone()[0]:
+        return None
+    cur.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE _fresh AS
+        SELECT *, {loner_profile_id_sql("first_source", "first_record_id")} AS profile_id
+        FROM ({_CLUSTER_FIRST})
+        """
+    )
+    clusters, distinct = cur.execute(
+        "SELECT count(*), count(DISTINCT profile_id) FROM _fresh"
+    ).fetchone()
+    if clusters != distinct:  # a missing first member (NULL id) or two clusters on one id
+        return None
+    cur.execute("CREATE OR REPLACE TEMP TABLE _assign AS SELECT cluster, profile_id FROM _fresh ORDER BY cluster")
+    return Assignment(fresh=clusters)
 
 
 def assign(cur: duckdb.DuckDBPyConnection, scope_profiles: list[str] | None) -> Assignment:
     """Give every cluster in `_out_nodes` a profile id. Previous ids come from `identity_nodes`
     (by type and value). `scope_profiles`: the previous profiles being re-resolved (None: all)."""
+    if scope_profiles is None and (fresh := _assign_fresh(cur)) is not None:
+        return fresh
     prev_rows = cur.execute(
         """
         SELECT o.cluster, p.profile_id, p.origin_profile, count(*)
@@ -57,15 +97,7 @@ def assign(cur: duckdb.DuckDBPyConnection, scope_profiles: list[str] | None) -> 
     ).fetchall()
     keys = {
         c: (ts or datetime.max, src or "", rid or "")
-        for c, ts, src, rid in cur.execute(
-            """
-            SELECT n.cluster, min(s.first_ts),
-                   arg_min(s.first_source, (coalesce(s.first_ts, TIMESTAMP '9999-12-31'), s.first_source, s.first_record_id)),
-                   arg_min(s.first_record_id, (coalesce(s.first_ts, TIMESTAMP '9999-12-31'), s.first_source, s.first_record_id))
-            FROM _out_sigs s JOIN _out_nodes n ON n.node = s.anchor
-            WHERE n.cluster IS NOT NULL GROUP BY n.cluster
-            """
-        ).fetchall()
+        for c, ts, src, rid in cur.execute(_CLUSTER_FIRST).fetchall()
     }
     prev_counts: dict[str, Counter] = {}
     origins: dict[int, Counter] = {}
@@ -175,18 +207,14 @@ def apply(
     """Create `_out_nodes2` (with profile ids), update `identity_profiles`, write the journal.
     `everything`: this resolution covers the whole graph (active profiles not assigned are
     retired)."""
-    items = sorted(assignment.cluster_ids.items())
-    cur.register(
-        "_assign_arrow",
-        pa.table(
-            {
-                "cluster": pa.array([c for c, _ in items], pa.int64()),
-                "profile_id": pa.array([p for _, p in items], pa.string()),
-            }
-        ),
-    )
-    cur.execute("CREATE OR REPLACE TEMP TABLE _assign AS SELECT * FROM _assign_arrow")
-    cur.unregister("_assign_arrow")
+    if assignment.fresh is None:
+        items = sorted(assignment.cluster_ids.items())
+        cur.register("_assign_arrow", pa.table({
+            "cluster": pa.array([c for c, _ in items], pa.int64()),
+            "profile_id": pa.array([p for _, p in items], pa.string()),
+        }))  # fmt: skip
+        cur.execute("CREATE OR REPLACE TEMP TABLE _assign AS SELECT * FROM _assign_arrow")
+        cur.unregister("_assign_arrow")
     cur.execute(
         """
         CREATE OR REPLACE TEMP TABLE _out_nodes2 AS
@@ -197,6 +225,16 @@ def apply(
         LEFT JOIN identity_nodes p USING (type, value)
         """
     )
+    if assignment.fresh is not None:  # every profile is new: nothing to merge, revive or retire
+        cur.execute(
+            """
+            INSERT INTO identity_profiles
+            SELECT profile_id, 'active', NULL, $now, $now, first_ts, first_source, first_record_id
+            FROM _fresh ORDER BY profile_id
+            """,
+            {"now": now},
+        )
+        return
     _journal_merges(cur, assignment, origin, now)
     # profiles: new, revived (active again), survivors touched, absorbed (merged), retired
     keys = cur.execute(

@@ -104,7 +104,7 @@ def unify(
         assignment = assign(cur, None)
         apply(cur, assignment, "batch", now, everything=True)
         stats.merges = len(assignment.merges)
-        stats.profiles = len(assignment.cluster_ids)
+        stats.profiles = assignment.profiles
         timer.lap("ids")
 
         step("write")
