@@ -81,3 +81,17 @@ def test_corroborated_blocking_scores_fewer_pairs_with_the_same_links():
     assert len(links) > 50  # the duplicates are found
     assert same == links  # the same pairs with the same probabilities
     assert fewer < every_pair / 2, (fewer, every_pair)
+
+
+def test_blocking_keys_drop_values_shared_by_too_many_and_incomplete_ones():
+    table = pa.table({
+        "unique_id": pa.array([0, 1, 2, 3, 4], pa.int64()),
+        "last_name": ["smith", "smith", "smith", "jones", None],
+        "postcode": ["LS1 1AA", "LS1 1AA", "LS2 2BB", "LS1 1AA", "LS1 1AA"],
+    })  # fmt: skip
+    keys = {"bk_last": ("last_name",), "bk_last_postcode": ("last_name", "postcode"), "bk_pc": ("postcode",)}
+    out = _with_blocking_keys(table, keys, max_block=3).to_pydict()
+    assert out["unique_id"] == [0, 1, 2, 3, 4]
+    assert out["bk_last"] == ["smith"] * 3 + ["jones", None]  # 3 smiths: not more than 3
+    assert out["bk_last_postcode"] == ["smith\x1fLS1 1AA"] * 2 + ["smith\x1fLS2 2BB", "jones\x1fLS1 1AA", None]
+    assert out["bk_pc"] == [None, None, "LS2 2BB", None, None]  # LS1 1AA is shared by 4
