@@ -256,3 +256,28 @@ def test_phone_validity_matches_phonenumbers(region, prefix, digits):
     except phonenumbers.NumberParseException:
         return
     assert n._valid_number(number) == phonenumbers.is_valid_number(number)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(
+    st.sampled_from(["GB", "US", "DE", "FR", "IE", "AU", "IN", "IT", "NL", "JP", "BR", "JE", "GG"]),
+    st.sampled_from(["0", "00", "+44", "+440", "+44180020", "0180020", "+49", "+33", "+61", "+91", "+39",
+                     "+31", "+81", "+55", "+1", "+353", "0044", ""]),  # fmt: skip
+    st.text("0123456789", min_size=5, max_size=12),
+)
+def test_phone_shortcut_agrees_with_the_full_parse(region, prefix, digits):
+    """`Normalizer.phone` skips `phonenumbers.parse` for 'national prefix + digits' and '+own
+    calling code + digits' when the number is valid; the answer must be the full path's."""
+    n = Normalizer(IdentityConfig(default_region=region))
+    raw = prefix + digits
+    assert n.phone(raw) == n._phone(raw, phone_key(raw)), raw
+
+
+def test_phone_shortcut_is_taken_for_the_common_shapes():
+    n = Normalizer(IdentityConfig(default_region="GB"))
+    for raw in ("07700 900123", "+44 7700 900123", "020 7946 0018"):
+        assert n._parsed_simply(phone_key(raw)) is not None, raw
+        assert n.phone(raw)[1] == "ok"
+    for raw in ("0044 7700 900123", "+1 202 555 0143", "+44 07700 900123"):
+        assert n._parsed_simply(phone_key(raw)) is None, raw
+    assert Normalizer(IdentityConfig(default_region="JE"))._simple_prefix is None  # +44 is read as GB
