@@ -295,7 +295,6 @@ class Normalizer:
         # parsing rule strips whole, with no carrier code and no transform, and its calling
         # code is the one parse reads first from '+' and those digits
         self._simple_prefix = None
-        self._prefix_match = lambda national: True
         if self._main_region and meta.national_prefix and meta.national_prefix_transform_rule is None:
             rule = re.compile(meta.national_prefix_for_parsing or meta.national_prefix)
             match = rule.match(meta.national_prefix + "1")
@@ -303,8 +302,7 @@ class Normalizer:
             first_code = next((int(cc[:i]) for i in range(1, 4) if int(cc[:i]) in phonenumbers.COUNTRY_CODE_TO_REGION_CODE), None)  # fmt: skip
             if match and match.group(0) == meta.national_prefix and match.lastindex is None and first_code == int(cc):
                 international = re.compile(meta.international_prefix or "(?!)")
-                self._simple_prefix = (meta.national_prefix, cc, international)
-                self._prefix_match = rule.match
+                self._simple_prefix = (meta.national_prefix, cc, international, rule)
         self._plus_all = "*" in c.email.plus_tags
         self._plus = frozenset(d.lower() for d in c.email.plus_tags)
         self._dots = frozenset(d.lower() for d in c.email.ignore_dots)
@@ -392,7 +390,7 @@ class Normalizer:
         simple = self._simple_prefix
         if simple is None or not 8 <= len(text) <= 17 or not _ASCII_DIGITS.fullmatch(text, 1):
             return None
-        prefix, cc, international = simple
+        prefix, cc, international, rule = simple
         if text[0] == "+":
             if not text.startswith(cc, 1):
                 return None
@@ -401,7 +399,7 @@ class Normalizer:
             national = text[len(prefix) :]
         else:
             return None
-        if not national or national[0] == "0" or self._prefix_match(national):
+        if not national or national[0] == "0" or rule.match(national):
             return None  # a leading zero, or a second prefix to strip: parse decides
         return phonenumbers.PhoneNumber(country_code=int(cc), national_number=int(national))
 
