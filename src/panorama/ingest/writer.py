@@ -56,6 +56,8 @@ _INSERT = f"INSERT INTO events ({_COLUMNS}) SELECT {_COLUMNS} FROM _group_events
 # dicts or `normalize_values` tuples (one kind per submission), or a table of EVENT_SCHEMA
 Rows = Sequence[dict] | Sequence[tuple] | pa.Table
 _SOURCE = EVENT_COLUMNS.index("source")
+_JSON = pa.json_(pa.string())
+_JSON_COLUMNS = ("traits", "properties", "context")
 # The log's NOT NULL columns, checked before a submission is journaled (after it, an error
 # could no longer be answered to its request).
 _REQUIRED = ("message_id", "type", "source", "timestamp", "received_at")
@@ -226,7 +228,7 @@ class GroupCommitWriter:
         cur = self.store.cursor()
         cur.execute("BEGIN TRANSACTION")
         try:
-            _group_events = table  # noqa: F841 - read by the SQL (a replacement scan)
+            _group_events = _json_typed(table)  # noqa: F841 - read by the SQL (a replacement scan)
             cur.execute(_INSERT).fetchall()
         finally:
             cur.execute("ROLLBACK")
@@ -595,7 +597,7 @@ class GroupCommitWriter:
             if table is not None and table.num_rows:
                 # DuckDB finds `_group_events` among this frame's locals (a replacement scan):
                 # registering a view instead costs a catalog change per commit (~2x slower).
-                _group_events = table  # noqa: F841 - read by the SQL
+                _group_events = _json_typed(table)  # noqa: F841 - read by the SQL
                 hashes = next(iter(cur.execute(_INSERT).fetchnumpy().values()))
                 flagged = seen.maybe(hashes) if check else None
                 if flagged is not None and flagged.any():
@@ -741,6 +743,19 @@ def _group_table(jobs: list[_Job]) -> pa.Table | None:
     if not tables:
         return None
     return tables[0] if len(tables) == 1 else pa.concat_tables(tables)
+
+
+def _json_typed(table: pa.Table) -> pa.Table:
+    """The JSON columns as Arrow's JSON extension type (zero-copy): DuckDB then takes their
+    text as JSON without parsing it again (~1.7 µs per event). Their text is JSON already:
+    msgspec's checked slices of the request, or orjson's output (`panorama.ingest.segment`)."""
+    for name in _JSON_COLUMNS:
+        i = table.schema.get_field_index(name)
+        column = table.column(i)
+        if column.type != _JSON:
+            chunks = [pa.ExtensionArray.from_storage(_JSON, chunk) for chunk in column.chunks]
+            table = table.set_column(i, pa.field(name, _JSON), pa.chunked_array(chunks, _JSON))
+    return table
 
 
 def _ids_with_hashes(cur, table: pa.Table, hashes) -> list[str]:

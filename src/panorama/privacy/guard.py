@@ -6,7 +6,8 @@ so `Ann@Example.com ` and `ann@example.com` are one tombstone. A phone is tombst
 form it was seen in plus its E.164 and national forms, so `+44 7700 900123` and
 `07700 900123` are both refused.
 
-Ingestion calls `screen_rows` (dict rows: the HTTP API, JSON-lines files) or `screen_checked`
+Ingestion calls `screen_rows` (dict rows: the HTTP API, JSON-lines files), `screen_table` (the
+HTTP API's batches, validated into Arrow columns) or `screen_checked`
 (the SQL path of tabular files and tables) before anything is written: a row carrying any
 tombstoned identifier is dropped, and so is a rejected row (no dead letter of a deleted
 person). With no tombstones (the usual case) each check costs one dict lookup.
@@ -190,6 +191,21 @@ def screen_rows(store: Store, rows: list[dict]) -> tuple[list[dict], int]:
         return rows, 0
     kept = [r for r in rows if not any(digest(s, t, v) in hashes for t, v in _message_pairs(r))]
     return kept, len(rows) - len(kept)
+
+
+def screen_table(store: Store, table):
+    """`screen_rows` for an Arrow table of event rows: (the rows kept, how many were dropped)."""
+    s, hashes = _load(store)
+    if not hashes or not table.num_rows:
+        return table, 0
+    keep = [
+        not any(digest(s, t, v) in hashes
+                for t, v in _message_pairs({"identifiers": ids, "previous_id": previous}))
+        for ids, previous in zip(table.column("identifiers").to_pylist(),
+                                 table.column("previous_id").to_pylist(), strict=True)
+    ]  # fmt: skip
+    dropped = keep.count(False)
+    return (table.filter(keep) if dropped else table), dropped
 
 
 def screen_raw(store: Store, raws: list, pairs_of) -> list:

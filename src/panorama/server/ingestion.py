@@ -24,7 +24,9 @@ from datetime import datetime
 
 import msgspec
 import orjson
+import pyarrow as pa
 
+from panorama.ingest.columnar import batch_table
 from panorama.ingest.keys import KeyRing, WriteKey
 from panorama.ingest.log import DeadLetter, events_table_from_values, utcnow
 from panorama.ingest.segment import (
@@ -190,12 +192,20 @@ def basic_auth_key(authorization: str | None) -> str | None:
 
 @dataclass
 class Outcome:
-    """What a request produced: rows to store (`normalize_values` tuples), dead letters, and
-    the rejections to report."""
+    """What a request produced: rows to store (`normalize_values` tuples, and/or a `table` of
+    a batch's rows validated at once), dead letters, and the rejections to report."""
 
     rows: list[tuple]
     dead: list[DeadLetter]
     rejected: list[dict]
+    table: pa.Table | None = None
+
+    def events(self) -> pa.Table | list[tuple]:
+        """The rows for the writer: a table when there are many (built here, on the event
+        loop, not in the writer thread: the serial part), else tuples (converted once per group)."""
+        if self.table is None:
+            return events_table_from_values(self.rows) if len(self.rows) >= TABLE_MIN_ROWS else self.rows
+        return self.table  # `_fast` merged any rows validated one by one into it
 
 
 class Ingestor:
@@ -267,15 +277,11 @@ class Ingestor:
                 dicts = [dict(zip(EVENT_COLUMNS, row, strict=True)) for row in outcome.rows]
                 kept, _ = _guard.screen_rows(self.keys.store, dicts)
                 outcome.rows = [tuple(row.values()) for row in kept]
+                if outcome.table is not None:
+                    outcome.table, _ = _guard.screen_table(self.keys.store, outcome.table)
                 outcome.dead = _guard.screen_raw(self.keys.store, outcome.dead, _guard.dead_letter_pairs)
-            if outcome.rows or outcome.dead:
-                # Build the Arrow table here, not in the writer thread (the serial part): the
-                # writer only concatenates. Single events go as tuples, converted once per group.
-                rows = (
-                    events_table_from_values(outcome.rows)
-                    if len(outcome.rows) >= TABLE_MIN_ROWS
-                    else outcome.rows
-                )
+            if outcome.rows or outcome.dead or (outcome.table is not None and outcome.table.num_rows):
+                rows = outcome.events()
                 self.writer.incoming -= 1
                 counted = False
                 try:
@@ -323,18 +329,32 @@ class Ingestor:
             sent_at = parse_time(fast.sent_at, "sentAt")
         except MessageError:
             return self._batch(parse_json(data), source, received_at, len(data))  # names the error
-        outcome = Outcome([], [], [])
+        # The usual messages at once, in columns; the others one by one, each error named.
+        table, left = batch_table(fast.batch, source=source, received_at=received_at,
+                                  batch_sent_at=sent_at)  # fmt: skip
+        outcome = Outcome([], [], [], table if table.num_rows else None)
         rows = outcome.rows
-        for index, raw in enumerate(fast.batch):
+        placed = []  # the batch index of each row in `rows`
+        for index in left:
+            raw = fast.batch[index]
             if len(raw) <= MAX_MESSAGE_BYTES:
                 try:
                     rows.append(fast_values(raw, source=source, received_at=received_at,
                                             batch_sent_at=sent_at))  # fmt: skip
+                    placed.append(index)
                     continue
                 except _NOT_FAST:
                     pass
+            before = len(rows)
             self._message(orjson.loads(bytes(raw)), index, source, received_at, sent_at, None,
                           len(data) > MAX_MESSAGE_BYTES, outcome)  # fmt: skip
+            placed += [index] * (len(rows) - before)
+        if rows and outcome.table is not None:  # one table in batch order (the first of a repeated id wins)
+            skipped = set(left)
+            at = [i for i in range(len(fast.batch)) if i not in skipped] + placed
+            merged = pa.concat_tables([table, events_table_from_values(rows)])
+            outcome.table = merged.take(sorted(range(len(at)), key=at.__getitem__))
+            outcome.rows = []
         return outcome
 
     def _single(
