@@ -98,7 +98,9 @@ def start_server(
 
     # GC and GIL-switch tuning are process-wide: leave the test process as it is.
     app_options.setdefault(
-        "tuning", Tuning(gc_threshold=None, switch_interval=None, malloc_trim_seconds=None, arrow_threads=None)
+        "tuning",
+        Tuning(gc_threshold=None, switch_interval=None, malloc_trim_seconds=None,
+               arrow_threads=None, validation_workers=0),
     )
     app = create_app(project, **app_options)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)

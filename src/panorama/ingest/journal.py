@@ -50,7 +50,7 @@ class Record:
     payload: bytes
 
     def events(self) -> pa.Table:
-        return pa.ipc.open_stream(self.payload).read_all()
+        return decode_events(self.payload)
 
     def dead_letters(self) -> list[DeadLetter]:
         return [DeadLetter(**item) for item in orjson.loads(self.payload)]
@@ -61,6 +61,10 @@ def encode_events(table: pa.Table) -> bytes:
     with pa.ipc.new_stream(sink, table.schema) as writer:
         writer.write_table(table)
     return sink.getvalue().to_pybytes()
+
+
+def decode_events(payload: bytes) -> pa.Table:
+    return pa.ipc.open_stream(payload).read_all()
 
 
 def encode_dead_letters(letters: list[DeadLetter]) -> bytes:

@@ -746,9 +746,14 @@ def _group_table(jobs: list[_Job]) -> pa.Table | None:
 
 
 def _json_typed(table: pa.Table) -> pa.Table:
-    """The JSON columns as Arrow's JSON extension type (zero-copy): DuckDB then takes their
-    text as JSON without parsing it again (~1.7 µs per event). Their text is JSON already:
-    msgspec's checked slices of the request, or orjson's output (`panorama.ingest.segment`)."""
+    """The table as DuckDB reads it fastest: one chunk (a load gathers one chunk per request;
+    DuckDB's scan of 100 chunks of 100 rows costs ~4 µs more per row than of one chunk of
+    10,000, the copy ~0.3 µs), and the JSON columns as Arrow's JSON extension type
+    (zero-copy): DuckDB then takes their text as JSON without parsing it again (~1.7 µs per
+    event). Their text is JSON already: msgspec's checked slices of the request, or orjson's
+    output (`panorama.ingest.segment`)."""
+    if table.num_rows and table.column(0).num_chunks > 1:
+        table = table.combine_chunks()
     for name in _JSON_COLUMNS:
         i = table.schema.get_field_index(name)
         column = table.column(i)

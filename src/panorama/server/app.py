@@ -38,6 +38,7 @@ from panorama.server.ingestion import (
     Ingestor,
     too_large,
 )
+from panorama.server.validation import ValidationPool
 from panorama.store import Store, open_store
 
 log = logging.getLogger("panorama.server")
@@ -68,6 +69,9 @@ class Tuning:
     # steady load, larger loads are cheaper per event. Also the bound on how long an
     # acknowledged event waits before it is queryable.
     load_interval: float = 0.3
+    # Processes validating large batch requests (`panorama.server.validation`):
+    # the event loop's process then only reads and answers requests. 0: in the event loop.
+    validation_workers: int = 1
     # Python's GIL switch interval. The writer thread needs the GIL briefly several times per
     # commit; with the default 5 ms each hand-over can wait a full interval behind the loop.
     switch_interval: float | None = 0.0005
@@ -123,7 +127,12 @@ def create_app(project: Project | Path | str, *, tuning: Tuning | None = None,
         # derived state (identity, traits, segments, triggers) is updated off the writer
         # thread, so an acknowledgement never waits for it (panorama.ingest.hooks)
         hooks.start_background(store)
-        state = ServerState(proj, store, keys, group_writer, Ingestor(keys, group_writer))
+        pool = (
+            await ValidationPool(settings.validation_workers).start()
+            if settings.validation_workers
+            else None
+        )
+        state = ServerState(proj, store, keys, group_writer, Ingestor(keys, group_writer, pool))
         app.state.panorama = state
         if not len(keys):
             log.warning("no write keys yet: create one with `panorama keys create SOURCE`")
@@ -137,6 +146,8 @@ def create_app(project: Project | Path | str, *, tuning: Tuning | None = None,
         try:
             yield
         finally:
+            if pool is not None:
+                pool.close()
             group_writer.stop()  # commits what is queued and hands it to the hooks
             hooks.stop_background(store)  # runs the hooks over what is queued
             for handle in reversed(realtime):

@@ -21,12 +21,14 @@ import logging
 import zlib
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import msgspec
 import orjson
 import pyarrow as pa
 
 from panorama.ingest.columnar import batch_table
+from panorama.ingest.journal import decode_events, encode_events
 from panorama.ingest.keys import KeyRing, WriteKey
 from panorama.ingest.log import DeadLetter, events_table_from_values, utcnow
 from panorama.ingest.segment import (
@@ -41,6 +43,9 @@ from panorama.ingest.segment import (
 )
 from panorama.ingest.writer import GroupCommitWriter, WriterClosed
 from panorama.modules import optional_import
+
+if TYPE_CHECKING:
+    from panorama.server.validation import ValidationPool
 
 log = logging.getLogger("panorama.server")
 
@@ -69,6 +74,9 @@ ROUTES: dict[str, str] = {
 OK_BODY = b'{"success":true}'
 # Requests with at least this many events hand the writer an Arrow table instead of dicts.
 TABLE_MIN_ROWS = 8
+# Batch requests at least this large (decompressed) are validated in the validation
+# processes (`panorama.server.validation`), when the server has one: below it, handing over costs more than it saves.
+POOL_MIN_BYTES = 16 * 1024
 # A request waits at most this long for its group commit before answering 503 (retryable).
 COMMIT_TIMEOUT = 60.0
 _GZIP_MAGIC = b"\x1f\x8b"
@@ -90,6 +98,13 @@ class ApiError(Exception):
         return orjson.dumps(
             {"success": False, "code": self.code, "message": self.message, **self.extra}
         )
+
+    def __reduce__(self):  # raised in a validation process, answered by the server's
+        return _api_error, (self.status, self.code, self.message, self.extra)
+
+
+def _api_error(status: int, code: str, message: str, extra: dict) -> ApiError:
+    return ApiError(status, code, message, **extra)
 
 
 def _kb(limit: int) -> str:
@@ -200,6 +215,14 @@ class Outcome:
     rejected: list[dict]
     table: pa.Table | None = None
 
+    def __reduce__(self):  # from a validation process: the table as Arrow IPC (~10x cheaper than pickling it)
+        table = None if self.table is None else encode_events(self.table)
+        return Outcome._rebuilt, (self.rows, self.dead, self.rejected, table)
+
+    @staticmethod
+    def _rebuilt(rows, dead, rejected, table: bytes | None) -> Outcome:
+        return Outcome(rows, dead, rejected, None if table is None else decode_events(table))
+
     def events(self) -> pa.Table | list[tuple]:
         """The rows for the writer: a table when there are many (built here, on the event
         loop, not in the writer thread: the serial part), else tuples (converted once per group)."""
@@ -209,11 +232,13 @@ class Outcome:
 
 
 class Ingestor:
-    """Turns one HTTP request (path type, headers, body bytes) into rows and an answer."""
+    """Turns one HTTP request (path type, headers, body bytes) into rows and an answer;
+    batches of `POOL_MIN_BYTES` or more are validated by the `pool`'s processes, if any."""
 
-    def __init__(self, keys: KeyRing, writer: GroupCommitWriter):
+    def __init__(self, keys: KeyRing, writer: GroupCommitWriter, pool: ValidationPool | None = None):
         self.keys = keys
         self.writer = writer
+        self.pool = pool
         self._reloading: asyncio.Future | None = None
 
     # -- auth ------------------------------------------------------------------------------
@@ -261,18 +286,15 @@ class Ingestor:
             data = decode_body(body, content_encoding, limit)
             if len(data) > limit:
                 raise too_large(kind, None)
-            fast = decode_fast(kind, data)
-            payload = parse_json(data) if fast is None else None
-            if key is None:
-                body_key = payload.get("writeKey") if fast is None else fast.write_key
-                key = await self.authenticate(body_key if isinstance(body_key, str) else None)
-            received_at = utcnow()
-            if fast is not None:
-                outcome = self._fast(fast, data, kind, path, key.source, received_at)
-            elif kind == BATCH:
-                outcome = self._batch(payload, key.source, received_at, len(data))
+            if key is not None and self.pool is not None and kind == BATCH and len(data) >= POOL_MIN_BYTES:
+                outcome = await self.pool.validate(kind, path, data, key.source, utcnow())
             else:
-                outcome = self._single(payload, kind, path, key.source, received_at)
+                fast = decode_fast(kind, data)
+                payload = parse_json(data) if fast is None else None
+                if key is None:
+                    body_key = payload.get("writeKey") if fast is None else fast.write_key
+                    key = await self.authenticate(body_key if isinstance(body_key, str) else None)
+                outcome = _validated(fast, payload, data, kind, path, key.source, utcnow())
             if _guard is not None and _guard.count(self.keys.store):
                 dicts = [dict(zip(EVENT_COLUMNS, row, strict=True)) for row in outcome.rows]
                 kept, _ = _guard.screen_rows(self.keys.store, dicts)
@@ -313,137 +335,160 @@ class Ingestor:
             if counted:
                 self.writer.incoming -= 1
 
-    def _fast(self, fast, data: bytes, kind: str, path: str, source: str,
-              received_at: datetime) -> Outcome:  # fmt: skip
-        """Messages through `fast_values`; each one it cannot decide alone goes the full way."""
-        if kind != BATCH:
-            if fast.type is None or fast.type == kind:
-                try:
-                    row = fast_values(data, source=source, received_at=received_at,
-                                      default_type=kind, message=fast)  # fmt: skip
-                    return Outcome([row], [], [])
-                except _NOT_FAST:
-                    pass
-            return self._single(parse_json(data), kind, path, source, received_at)
-        try:
-            sent_at = parse_time(fast.sent_at, "sentAt")
-        except MessageError:
-            return self._batch(parse_json(data), source, received_at, len(data))  # names the error
-        # The usual messages at once, in columns; the others one by one, each error named.
-        table, left = batch_table(fast.batch, source=source, received_at=received_at,
-                                  batch_sent_at=sent_at)  # fmt: skip
-        outcome = Outcome([], [], [], table if table.num_rows else None)
-        rows = outcome.rows
-        placed = []  # the batch index of each row in `rows`
-        for index in left:
-            raw = fast.batch[index]
-            if len(raw) <= MAX_MESSAGE_BYTES:
-                try:
-                    rows.append(fast_values(raw, source=source, received_at=received_at,
-                                            batch_sent_at=sent_at))  # fmt: skip
-                    placed.append(index)
-                    continue
-                except _NOT_FAST:
-                    pass
-            before = len(rows)
-            self._message(orjson.loads(bytes(raw)), index, source, received_at, sent_at, None,
-                          len(data) > MAX_MESSAGE_BYTES, outcome)  # fmt: skip
-            placed += [index] * (len(rows) - before)
-        if rows and outcome.table is not None:  # one table in batch order (the first of a repeated id wins)
-            skipped = set(left)
-            at = [i for i in range(len(fast.batch)) if i not in skipped] + placed
-            merged = pa.concat_tables([table, events_table_from_values(rows)])
-            outcome.table = merged.take(sorted(range(len(at)), key=at.__getitem__))
-            outcome.rows = []
-        return outcome
+def validate(kind: str, path: str, data: bytes, source: str, received_at: datetime) -> Outcome:
+    """A request's rows, dead letters and rejections (its write key checked already); raises
+    `ApiError` for a body that is not a request at all."""
+    fast = decode_fast(kind, data)
+    return _validated(fast, parse_json(data) if fast is None else None, data, kind, path, source,
+                      received_at)  # fmt: skip
 
-    def _single(
-        self, message: dict, kind: str, path: str, source: str, received_at: datetime
-    ) -> Outcome:
-        message.pop("writeKey", None)
-        stated = message.get("type")
-        if stated is not None and (not isinstance(stated, str) or stated.lower() != kind):
-            return self._reject(message, 0, source, "type",
-                                f"{stated!r} does not match the endpoint {path} (type {kind!r})")  # fmt: skip
-        if stated is None:
-            message["type"] = kind
-        try:
-            row = normalize_values(
-                message, source=source, received_at=received_at, correct_skew=True
-            )
-        except MessageError as exc:
-            return self._reject(message, 0, source, exc.field, exc.reason)
-        return Outcome([row], [], [])
 
-    def _batch(self, payload: dict, source: str, received_at: datetime, size: int) -> Outcome:
-        messages = payload.get("batch")
-        if not isinstance(messages, list):
-            if messages is None:
-                raise ApiError(
-                    400, "invalid_batch", "`batch` is required: a JSON array of messages"
-                )
-            raise ApiError(
-                400,
-                "invalid_batch",
-                f"`batch` must be a JSON array of messages, got {_json_type(messages)}",
-            )
-        try:
-            sent_at = parse_time(payload.get("sentAt"), "sentAt")
-        except MessageError as exc:
-            raise ApiError(
-                400, "invalid_batch", f"sentAt: {exc.reason}", field="sentAt", reason=exc.reason
-            ) from None
-        context = payload.get("context")
-        if context is not None and not isinstance(context, dict):
-            raise ApiError(
-                400, "invalid_batch", f"`context` must be a JSON object, got {_json_type(context)}"
-            )
-        check_size = size > MAX_MESSAGE_BYTES  # no message can be over the limit otherwise
-        outcome = Outcome([], [], [])
-        for index, message in enumerate(messages):
-            self._message(message, index, source, received_at, sent_at, context, check_size, outcome)
-        return outcome
+def _validated(fast, payload: dict | None, data: bytes, kind: str, path: str, source: str,
+               received_at: datetime) -> Outcome:  # fmt: skip
+    if fast is not None:
+        return _fast(fast, data, kind, path, source, received_at)
+    if kind == BATCH:
+        return _batch(payload, source, received_at, len(data))
+    return _single(payload, kind, path, source, received_at)
 
-    def _message(self, message, index: int, source: str, received_at: datetime,
-                 sent_at: datetime | None, context: dict | None, check_size: bool,
-                 outcome: Outcome) -> None:  # fmt: skip
-        """One message of a batch: a row in `outcome`, or a rejection naming the field."""
-        if not isinstance(message, dict):
-            self._reject(message, index, source, "batch[]",
-                         f"each message must be a JSON object, got {_json_type(message)}", outcome)  # fmt: skip
-            return
-        if check_size:
-            length = len(orjson.dumps(message))
-            if length > MAX_MESSAGE_BYTES:
-                self._reject(message, index, source, "(message)",
-                             f"the message is {length:,} bytes; the limit is {_kb(MAX_MESSAGE_BYTES)} per message",
-                             outcome)  # fmt: skip
-                return
-        if context and isinstance(message.get("context", {}), dict):
-            message["context"] = {**context, **(message.get("context") or {})}
-        try:
-            outcome.rows.append(normalize_values(message, source=source, received_at=received_at,
-                                                 correct_skew=True, batch_sent_at=sent_at))  # fmt: skip
-        except MessageError as exc:
-            self._reject(message, index, source, exc.field, exc.reason, outcome)
 
-    @staticmethod
-    def _reject(message, index: int, source: str, field: str, reason: str,
-                outcome: Outcome | None = None) -> Outcome:  # fmt: skip
-        outcome = outcome or Outcome([], [], [])
-        message_id = message.get("messageId") if isinstance(message, dict) else None
-        item = {"index": index, "field": field, "reason": reason}
-        if isinstance(message_id, str):
-            item["messageId"] = message_id
-        outcome.rejected.append(item)
-        if isinstance(message, dict):
-            message.pop("writeKey", None)
-        outcome.dead.append(
-            DeadLetter(
-                source=source, reason=reason, field=field, raw=orjson.dumps(message).decode()
-            )
+def warm_up_request() -> tuple:
+    """A small batch request (`validate`'s arguments) to pay imports and first calls with."""
+    messages = [{"type": "track", "event": "warm-up", "userId": "u", "messageId": f"w{i}",
+                 "timestamp": "2024-01-01T00:00:00Z", "properties": {"revenue": 1}} for i in range(2)]  # fmt: skip
+    return BATCH, "/v1/batch", orjson.dumps({"batch": messages}), "warm-up", utcnow()
+
+
+def _fast(fast, data: bytes, kind: str, path: str, source: str,
+          received_at: datetime) -> Outcome:  # fmt: skip
+    """Messages through `fast_values`; each one it cannot decide alone goes the full way."""
+    if kind != BATCH:
+        if fast.type is None or fast.type == kind:
+            try:
+                row = fast_values(data, source=source, received_at=received_at,
+                                  default_type=kind, message=fast)  # fmt: skip
+                return Outcome([row], [], [])
+            except _NOT_FAST:
+                pass
+        return _single(parse_json(data), kind, path, source, received_at)
+    try:
+        sent_at = parse_time(fast.sent_at, "sentAt")
+    except MessageError:
+        return _batch(parse_json(data), source, received_at, len(data))  # names the error
+    # The usual messages at once, in columns; the others one by one, each error named.
+    table, left = batch_table(fast.batch, source=source, received_at=received_at,
+                              batch_sent_at=sent_at)  # fmt: skip
+    outcome = Outcome([], [], [], table if table.num_rows else None)
+    rows = outcome.rows
+    placed = []  # the batch index of each row in `rows`
+    for index in left:
+        raw = fast.batch[index]
+        if len(raw) <= MAX_MESSAGE_BYTES:
+            try:
+                rows.append(fast_values(raw, source=source, received_at=received_at,
+                                        batch_sent_at=sent_at))  # fmt: skip
+                placed.append(index)
+                continue
+            except _NOT_FAST:
+                pass
+        before = len(rows)
+        _message(orjson.loads(bytes(raw)), index, source, received_at, sent_at, None,
+                      len(data) > MAX_MESSAGE_BYTES, outcome)  # fmt: skip
+        placed += [index] * (len(rows) - before)
+    if rows and outcome.table is not None:  # one table in batch order (the first of a repeated id wins)
+        skipped = set(left)
+        at = [i for i in range(len(fast.batch)) if i not in skipped] + placed
+        merged = pa.concat_tables([table, events_table_from_values(rows)])
+        outcome.table = merged.take(sorted(range(len(at)), key=at.__getitem__))
+        outcome.rows = []
+    return outcome
+
+def _single(
+    message: dict, kind: str, path: str, source: str, received_at: datetime
+) -> Outcome:
+    message.pop("writeKey", None)
+    stated = message.get("type")
+    if stated is not None and (not isinstance(stated, str) or stated.lower() != kind):
+        return _reject(message, 0, source, "type",
+                            f"{stated!r} does not match the endpoint {path} (type {kind!r})")  # fmt: skip
+    if stated is None:
+        message["type"] = kind
+    try:
+        row = normalize_values(
+            message, source=source, received_at=received_at, correct_skew=True
         )
-        return outcome
+    except MessageError as exc:
+        return _reject(message, 0, source, exc.field, exc.reason)
+    return Outcome([row], [], [])
+
+def _batch(payload: dict, source: str, received_at: datetime, size: int) -> Outcome:
+    messages = payload.get("batch")
+    if not isinstance(messages, list):
+        if messages is None:
+            raise ApiError(
+                400, "invalid_batch", "`batch` is required: a JSON array of messages"
+            )
+        raise ApiError(
+            400,
+            "invalid_batch",
+            f"`batch` must be a JSON array of messages, got {_json_type(messages)}",
+        )
+    try:
+        sent_at = parse_time(payload.get("sentAt"), "sentAt")
+    except MessageError as exc:
+        raise ApiError(
+            400, "invalid_batch", f"sentAt: {exc.reason}", field="sentAt", reason=exc.reason
+        ) from None
+    context = payload.get("context")
+    if context is not None and not isinstance(context, dict):
+        raise ApiError(
+            400, "invalid_batch", f"`context` must be a JSON object, got {_json_type(context)}"
+        )
+    check_size = size > MAX_MESSAGE_BYTES  # no message can be over the limit otherwise
+    outcome = Outcome([], [], [])
+    for index, message in enumerate(messages):
+        _message(message, index, source, received_at, sent_at, context, check_size, outcome)
+    return outcome
+
+def _message(message, index: int, source: str, received_at: datetime,
+             sent_at: datetime | None, context: dict | None, check_size: bool,
+             outcome: Outcome) -> None:  # fmt: skip
+    """One message of a batch: a row in `outcome`, or a rejection naming the field."""
+    if not isinstance(message, dict):
+        _reject(message, index, source, "batch[]",
+                     f"each message must be a JSON object, got {_json_type(message)}", outcome)  # fmt: skip
+        return
+    if check_size:
+        length = len(orjson.dumps(message))
+        if length > MAX_MESSAGE_BYTES:
+            _reject(message, index, source, "(message)",
+                         f"the message is {length:,} bytes; the limit is {_kb(MAX_MESSAGE_BYTES)} per message",
+                         outcome)  # fmt: skip
+            return
+    if context and isinstance(message.get("context", {}), dict):
+        message["context"] = {**context, **(message.get("context") or {})}
+    try:
+        outcome.rows.append(normalize_values(message, source=source, received_at=received_at,
+                                             correct_skew=True, batch_sent_at=sent_at))  # fmt: skip
+    except MessageError as exc:
+        _reject(message, index, source, exc.field, exc.reason, outcome)
+
+def _reject(message, index: int, source: str, field: str, reason: str,
+            outcome: Outcome | None = None) -> Outcome:  # fmt: skip
+    outcome = outcome or Outcome([], [], [])
+    message_id = message.get("messageId") if isinstance(message, dict) else None
+    item = {"index": index, "field": field, "reason": reason}
+    if isinstance(message_id, str):
+        item["messageId"] = message_id
+    outcome.rejected.append(item)
+    if isinstance(message, dict):
+        message.pop("writeKey", None)
+    outcome.dead.append(
+        DeadLetter(
+            source=source, reason=reason, field=field, raw=orjson.dumps(message).decode()
+        )
+    )
+    return outcome
 
 
 def too_large(kind: str, size: int | None) -> ApiError:

@@ -1,0 +1,204 @@
+"""Validation processes: large batch requests validated beside the event loop, not on it.
+
+Validating a batch (`panorama.server.ingestion.validate`: Segment's rules, timestamps, Arrow
+columns) is most of the CPU a batch costs the server's process, and in that process it
+shares one GIL with the event loop, the journal writer, the loader and the real-time stages.
+A `ValidationPool` hands each large batch request to one of a few worker processes instead
+and gets its `Outcome` back (the rows as Arrow IPC): the event loop only reads requests,
+answers them and moves bytes.
+
+The protocol is a frame per message over a Unix socket pair per worker, read and written by
+the event loop itself (no helper threads to hand the GIL to): a request frame is the pickled
+`(id, kind, path, source, received_at, body)`, an answer frame the pickled `(id, ok, result)`
+where `result` is the `Outcome` or the `ApiError`. A worker that dies fails the requests it
+held; they are validated in the event loop instead (nothing was acknowledged, nothing is
+lost) and a new worker is started.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import multiprocessing
+import pickle
+import socket
+import struct
+from datetime import datetime
+
+log = logging.getLogger("panorama.server")
+
+_LENGTH = struct.Struct("<I")
+
+
+class WorkerLost(RuntimeError):
+    """The validation process died with this request in hand."""
+
+
+def _frames(buffer: bytearray):
+    """Complete frames at the start of `buffer` (removed from it)."""
+    while len(buffer) >= _LENGTH.size:
+        (length,) = _LENGTH.unpack_from(buffer)
+        end = _LENGTH.size + length
+        if len(buffer) < end:
+            return
+        frame = bytes(buffer[_LENGTH.size : end])
+        del buffer[:end]
+        yield frame
+
+
+def _frame(payload: bytes) -> bytes:
+    return _LENGTH.pack(len(payload)) + payload
+
+
+def _serve(sock: socket.socket) -> None:
+    """A worker process: validate each request frame, answer it; until the socket closes."""
+    import gc
+
+    import pyarrow as pa
+
+    from panorama.server.ingestion import ApiError, validate
+
+    gc.set_threshold(50_000, 20, 20)  # as the server's event loop (`Tuning.gc_threshold`)
+    pa.set_cpu_count(1)
+    buffer = bytearray()
+    while True:
+        chunk = sock.recv(1 << 20)
+        if not chunk:
+            return
+        buffer += chunk
+        for frame in _frames(buffer):
+            request_id, kind, path, source, received_at, data = pickle.loads(frame)
+            try:
+                answer = (request_id, True, validate(kind, path, data, source, received_at))
+            except ApiError as exc:
+                answer = (request_id, False, exc)
+            except Exception as exc:  # a bug: the server answers 500 naming it
+                answer = (request_id, False, RuntimeError(f"{type(exc).__name__}: {exc}"))
+            sock.sendall(_frame(pickle.dumps(answer, protocol=5)))
+
+
+def _worker_main(sock: socket.socket) -> None:
+    try:
+        _serve(sock)
+    finally:
+        sock.close()
+
+
+class _Worker(asyncio.Protocol):
+    def __init__(self, pool: ValidationPool, process, sock: socket.socket):
+        self.pool = pool
+        self.process = process
+        self.sock = sock
+        self.transport: asyncio.Transport | None = None
+        self.pending: dict[int, asyncio.Future] = {}
+        self.buffer = bytearray()
+        self.alive = True
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        for frame in _frames(self.buffer):
+            request_id, ok, result = pickle.loads(frame)
+            future = self.pending.pop(request_id, None)
+            if future is None or future.done():
+                continue
+            if ok:
+                future.set_result(result)
+            else:
+                future.set_exception(result)
+
+    def connection_lost(self, exc) -> None:
+        self.alive = False
+        for future in self.pending.values():
+            if not future.done():
+                future.set_exception(WorkerLost("the validation process died"))
+        self.pending.clear()
+        self.pool._lost(self)
+
+    def send(self, request_id: int, payload: bytes) -> asyncio.Future:
+        future = asyncio.get_running_loop().create_future()
+        self.pending[request_id] = future
+        self.transport.write(_frame(payload))
+        return future
+
+
+class ValidationPool:
+    """`workers` validation processes, started with `start()` on the event loop."""
+
+    def __init__(self, workers: int):
+        self.workers = workers
+        self._workers: list[_Worker] = []
+        self._ids = itertools.count()
+        self._context = multiprocessing.get_context("spawn")
+        self._closing = False
+        self.restarts = 0
+
+    async def start(self) -> ValidationPool:
+        for _ in range(self.workers):
+            await self._spawn()
+        # imports and first-call costs paid now, not by the first requests
+        from panorama.server.ingestion import warm_up_request
+
+        await asyncio.gather(*(self._call(worker, *warm_up_request()) for worker in self._workers))
+        return self
+
+    async def _spawn(self) -> None:
+        mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        # multiprocessing hands the socket to the new process (a duplicate of its descriptor)
+        process = self._context.Process(target=_worker_main, args=(theirs,),
+                                         name="panorama-validation", daemon=True)  # fmt: skip
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, process.start)
+        theirs.close()
+        mine.setblocking(False)
+        _, worker = await loop.create_connection(
+            lambda: _Worker(self, process, mine), sock=mine
+        )
+        self._workers.append(worker)
+
+    def _lost(self, worker: _Worker) -> None:
+        with contextlib.suppress(ValueError):
+            self._workers.remove(worker)
+        with contextlib.suppress(Exception):
+            worker.process.join(0.1)
+        if not self._closing:
+            log.error("a validation process died (exit code %s); starting another",
+                      worker.process.exitcode)  # fmt: skip
+            self.restarts += 1
+            asyncio.get_running_loop().create_task(self._spawn())
+
+    async def _call(self, worker: _Worker, kind: str, path: str, data: bytes, source: str,
+                    received_at: datetime):  # fmt: skip
+        request_id = next(self._ids)
+        payload = pickle.dumps((request_id, kind, path, source, received_at, data), protocol=5)
+        return await worker.send(request_id, payload)
+
+    async def validate(self, kind: str, path: str, data: bytes, source: str,
+                       received_at: datetime):  # fmt: skip
+        """The request's `Outcome` (raises its `ApiError`), from the least busy worker; in
+        this process when no worker is alive or the worker died meanwhile."""
+        from panorama.server.ingestion import validate
+
+        alive = [w for w in self._workers if w.alive]
+        if alive:
+            worker = min(alive, key=lambda w: len(w.pending))
+            try:
+                return await self._call(worker, kind, path, data, source, received_at)
+            except WorkerLost:
+                pass
+        return validate(kind, path, data, source, received_at)
+
+    def close(self) -> None:
+        self._closing = True
+        for worker in list(self._workers):
+            if worker.transport is not None:
+                worker.transport.close()
+        for worker in list(self._workers):
+            worker.process.join(5)
+            if worker.process.is_alive():
+                worker.process.kill()
+        self._workers.clear()

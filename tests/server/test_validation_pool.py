@@ -1,0 +1,114 @@
+"""Large batches validated in worker processes (`panorama.server.validation`) are answered and
+stored exactly as when the event loop validates them; a worker that dies costs no request."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import httpx
+
+from conftest import make_project, start_server
+from panorama.server.app import Tuning
+
+POOL = Tuning(gc_threshold=None, switch_interval=None, malloc_trim_seconds=None,
+              arrow_threads=None, validation_workers=1)  # fmt: skip
+LOOP = Tuning(gc_threshold=None, switch_interval=None, malloc_trim_seconds=None,
+              arrow_threads=None, validation_workers=0)  # fmt: skip
+
+
+def _batch(tag: str) -> list[dict]:
+    """~30 KB: over the size from which batches go to the pool, with a few bad messages."""
+    messages = [
+        {"type": "track", "userId": f"u{i % 7}", "anonymousId": f"a{i}", "event": "Viewed",
+         "messageId": f"{tag}-{i}", "timestamp": "2024-05-01T10:00:00.5+02:00",
+         "properties": {"price": 9.5 + i, "currency": "EUR", "note": "x" * 200},
+         "context": {"ip": "203.0.113.7", "page": {"url": f"https://shop.example.com/{i}"}}}
+        for i in range(100)
+    ]  # fmt: skip
+    messages[3] = {"type": "identify", "userId": "u3", "messageId": f"{tag}-3", "timestamp": "2024-05-01",
+                   "traits": {"email": "Ann@Example.com", "phone": "+44 7700 900123"}}  # fmt: skip
+    messages[10]["timestamp"] = "yesterday"
+    messages[20]["properties"]["price"] = "not a number"
+    messages[30].pop("messageId")
+    messages[40]["type"] = "alias"  # no previousId
+    return messages
+
+
+def _run(project_dir, tuning: Tuning, tag: str):
+    keys = make_project(project_dir, ("web",))
+    server = start_server(project_dir, keys, tuning=tuning)
+    try:
+        pool = server.state.ingestor.pool
+        assert (pool is not None) == bool(tuning.validation_workers)
+        ok = httpx.post(server.url + "/v1/batch", json={"batch": _batch(tag)},
+                        auth=(keys["web"], ""), timeout=30)  # fmt: skip
+        envelope = httpx.post(server.url + "/v1/batch", json={"batch": {"not": "a list"},
+                              "pad": "x" * 20_000}, auth=(keys["web"], ""), timeout=30)  # fmt: skip
+        rows = server.query(
+            "SELECT * EXCLUDE (received_at) FROM events WHERE source = 'web' ORDER BY message_id"
+        )
+        dead = server.query("SELECT field, reason FROM dead_letters ORDER BY field, reason")
+        return ok, envelope, rows, dead, server.state.writer.stats.rows
+    finally:
+        server.stop()
+
+
+def test_the_pool_answers_and_stores_what_the_event_loop_does(tmp_path):
+    from panorama.config import init_project
+
+    results = {}
+    for name, tuning in (("pool", POOL), ("loop", LOOP)):
+        directory = tmp_path / name
+        init_project(directory, name=name)
+        results[name] = _run(directory, tuning, "b")
+    pool, loop = results["pool"], results["loop"]
+    assert pool[0].status_code == loop[0].status_code == 200
+    assert pool[0].json() == loop[0].json()
+    assert sorted(r["index"] for r in pool[0].json()["rejected"]) == [10, 20, 40]
+    assert pool[1].status_code == loop[1].status_code == 400
+    assert pool[1].json() == loop[1].json() and pool[1].json()["code"] == "invalid_batch"
+    assert len(pool[2]) == 97  # the message without an id is stored under a content id
+    assert pool[2] == loop[2]
+    assert pool[3] == loop[3]
+
+
+def test_a_worker_that_dies_loses_no_request(project_dir):
+    keys = make_project(project_dir, ("web",))
+    server = start_server(project_dir, keys, tuning=POOL)
+    try:
+        pool = server.state.ingestor.pool
+        worker = pool._workers[0].process
+        os.kill(worker.pid, signal.SIGKILL)
+        worker.join(5)
+        answers = [httpx.post(server.url + "/v1/batch", json={"batch": _batch(f"k{n}")},
+                              auth=(keys["web"], ""), timeout=30) for n in range(3)]  # fmt: skip
+        assert [a.status_code for a in answers] == [200, 200, 200]
+        # 96 per batch, and once the message without a messageId (the same content each time)
+        assert server.query("SELECT count(*) FROM events")[0][0] == 3 * 96 + 1
+        deadline = time.monotonic() + 30
+        while not pool._workers and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert pool.restarts == 1 and pool._workers and pool._workers[0].process.is_alive()
+        again = httpx.post(server.url + "/v1/batch", json={"batch": _batch("after")},
+                           auth=(keys["web"], ""), timeout=30)  # fmt: skip
+        assert again.status_code == 200
+        assert server.query("SELECT count(*) FROM events")[0][0] == 4 * 96 + 1
+    finally:
+        server.stop()
+    assert all(not w.process.is_alive() for w in pool._workers)
+
+
+def test_small_batches_stay_in_the_event_loop(project_dir):
+    keys = make_project(project_dir, ("web",))
+    server = start_server(project_dir, keys, tuning=POOL)
+    try:
+        pool = server.state.ingestor.pool
+        before = next(pool._ids)
+        r = httpx.post(server.url + "/v1/batch", auth=(keys["web"], ""),
+                       json={"batch": [{"type": "track", "userId": "u", "event": "E", "messageId": "s1"}]})  # fmt: skip
+        assert r.status_code == 200 and next(pool._ids) == before + 1  # no request went to the pool
+        assert server.query("SELECT count(*) FROM events")[0][0] == 1
+    finally:
+        server.stop()
