@@ -12,7 +12,8 @@ the 2-core box as little as possible and never shares the server's GIL) runs, ag
   single   closed loop, one event per request, M connections
   half     open loop at half the measured maximum (batches, then singles): p99 latency
 
-and prints events/s, requests/s, p50/p99 latency, the server's peak RSS, the time until
+and prints events/s, requests/s, p50/p99 latency, the server's peak RSS and CPU (with its
+validation processes), the time until
 accepted events are queryable (via GET /v1/status), and the ratio to the ceiling.
 """
 
@@ -21,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
 import itertools
 import os
 import re
@@ -96,16 +98,38 @@ def wait_ready(url: str, process: subprocess.Popen, timeout: float = 60) -> None
     raise SystemExit(f"{url} not ready after {timeout} s")
 
 
+def _family(pid: int) -> list[int]:
+    """The process and its children (the server's validation processes)."""
+    found = [pid]
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        with contextlib.suppress(OSError):
+            found += [int(c) for c in (task / "children").read_text().split()]
+    return found
+
+
 def peak_rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+    """Peak RSS of the process plus its children's (each child's own peak)."""
+    total = 0.0
+    for member in _family(pid):
+        try:
+            for line in Path(f"/proc/{member}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    total += int(line.split()[1]) / 1024
+        except OSError:
+            pass
+    return total or float("nan")
 
 
 def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """CPU seconds of the process and its live children (the server's validation processes)."""
+    total = 0.0
+    for member in _family(pid):
+        try:
+            fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
 
 
 # -- the load generator (runs in its own process) -----------------------------------------------

@@ -52,6 +52,7 @@ def serve(project: Path = Path("."), host: str | None = None, port: int | None =
         access_log=False,
         log_level=log_level,
         timeout_graceful_shutdown=10,
+        server_header=False,  # no "server: uvicorn" (it tells a scanner what to try)
         # idle keep-alive connections stay open longer than clients keep them (httpx and the
         # SDKs' pools expire theirs after 5-60 s): with uvicorn's default of 5 s a client could
         # reuse a connection the server was closing at that moment and see a dropped request
