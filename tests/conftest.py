@@ -95,6 +95,7 @@ def start_server(
     import uvicorn
 
     from panorama.server.app import Tuning, create_app
+    from panorama.server.protocol import TrackingProtocol
 
     # GC and GIL-switch tuning are process-wide: leave the test process as it is.
     app_options.setdefault(
@@ -107,8 +108,10 @@ def start_server(
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    config = uvicorn.Config(wrap(app) if wrap else app, http="httptools", loop="uvloop",
-                            log_level="warning", access_log=False, lifespan="on")  # fmt: skip
+    # as `panorama serve`: the Tracking API answered before ASGI (panorama.server.protocol)
+    config = uvicorn.Config(wrap(app) if wrap else app, http=TrackingProtocol, loop="uvloop",
+                            log_level="warning", access_log=False, lifespan="on",
+                            server_header=False)  # fmt: skip
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()

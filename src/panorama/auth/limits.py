@@ -83,6 +83,33 @@ class Protect:
             self._buckets[client] = (tokens, now)
             return (1 - tokens) / self.ingest_rate
 
+    def _refuse(self, address: str, ingestion: bool) -> tuple[float, str, str] | None:
+        """(seconds to wait, code, message) when this request is refused, else None."""
+        now = time.monotonic()
+        wait = self._locked(address, now)
+        if wait > 0:
+            self.stats["locked_out"] += 1
+            return wait, "too_many_failures", "too many failed authentications from this address; retry later"
+        if ingestion and self.ingest_rate:
+            wait = self._take(address, now)
+            if wait > 0:
+                self.stats["throttled"] += 1
+                return wait, "rate_limited", "too many requests from this address; retry after the given seconds"
+        return None
+
+    def refuse_ingestion(self, address: str) -> tuple[bytes, bytes] | None:
+        """For a Tracking API POST answered outside ASGI (`panorama.server.protocol`): None, or
+        the 429's (Retry-After seconds, JSON body)."""
+        refused = self._refuse(address, True)
+        if refused is None:
+            return None
+        wait, code, message = refused
+        return _retry_after(wait), _too_many_body(code, message)
+
+    def failed(self, address: str) -> None:
+        """A failed authentication outside ASGI (counts toward the lockout)."""
+        self._failed(address, time.monotonic())
+
     # -- ASGI -------------------------------------------------------------------------------
 
     async def __call__(self, scope, receive, send):
@@ -93,19 +120,10 @@ class Protect:
             return await self.app(scope, receive, send)
         client = scope.get("client")
         address = client[0] if client else "-"
-        now = time.monotonic()
-        wait = self._locked(address, now)
-        if wait > 0:
-            self.stats["locked_out"] += 1
-            return await _too_many(send, wait, "too_many_failures",
-                                   "too many failed authentications from this address; retry later")  # fmt: skip
         ingestion = path.startswith("/v1/")
-        if ingestion and self.ingest_rate and scope["method"] == "POST":
-            wait = self._take(address, now)
-            if wait > 0:
-                self.stats["throttled"] += 1
-                return await _too_many(send, wait, "rate_limited",
-                                       "too many requests from this address; retry after the given seconds")  # fmt: skip
+        refused = self._refuse(address, ingestion and scope["method"] == "POST")
+        if refused is not None:
+            return await _too_many(send, *refused)
 
         # a guess presents credentials: a header, a sign-in form, or a write key (ingestion)
         presented = (
@@ -128,10 +146,17 @@ class Protect:
         await self.app(scope, receive, watch)
 
 
+def _too_many_body(code: str, message: str) -> bytes:
+    return orjson.dumps({"success": False, "code": code, "message": message, "error": code})
+
+
+def _retry_after(wait: float) -> bytes:
+    return str(max(1, int(wait + 0.999))).encode()
+
+
 async def _too_many(send, wait: float, code: str, message: str) -> None:
-    body = orjson.dumps({"success": False, "code": code, "message": message, "error": code})
-    seconds = str(max(1, int(wait + 0.999))).encode()
+    body = _too_many_body(code, message)
     await send({"type": "http.response.start", "status": 429, "headers": [
         (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-        (b"retry-after", seconds), *_EXTRA]})  # fmt: skip
+        (b"retry-after", _retry_after(wait)), *_EXTRA]})  # fmt: skip
     await send({"type": "http.response.body", "body": body})

@@ -137,6 +137,7 @@ def create_app(project: Project | Path | str, *, tuning: Tuning | None = None,
         if not len(keys):
             log.warning("no write keys yet: create one with `panorama keys create SOURCE`")
         realtime = _start_realtime(state)
+        app.tracking = (app.protect, state.ingestor) if fast_path else None
         # after the real-time stages: what the journal holds from before a crash is loaded
         # now and goes through them like any new event
         group_writer.start()
@@ -146,6 +147,7 @@ def create_app(project: Project | Path | str, *, tuning: Tuning | None = None,
         try:
             yield
         finally:
+            app.tracking = None
             if pool is not None:
                 pool.close()
             group_writer.stop()  # commits what is queued and hands it to the hooks
@@ -175,9 +177,14 @@ def create_app(project: Project | Path | str, *, tuning: Tuning | None = None,
     _install_module_routes(app)
     from panorama.auth.limits import Protect  # outermost: limits and headers for every path
 
-    app.front = lambda inner: Protect(IngestionFastPath(inner, app) if fast_path else inner,
-                                      max_failures=proj.config.server.auth_failure_limit,
-                                      ingest_rate=proj.config.server.ingest_rate_limit)  # fmt: skip
+    app.protect = Protect(None, max_failures=proj.config.server.auth_failure_limit,
+                          ingest_rate=proj.config.server.ingest_rate_limit)  # fmt: skip
+
+    def front(inner):
+        app.protect.app = IngestionFastPath(inner, app) if fast_path else inner
+        return app.protect
+
+    app.front = front
     return app
 
 
@@ -190,6 +197,10 @@ class PanoramaApp(FastAPI):
 
     front = None  # inner ASGI app -> the outer chain; set by create_app
     _chain = None
+    protect = None  # the `Protect` layer (create_app)
+    # While serving: (Protect, Ingestor) for `panorama.server.protocol`, which answers the
+    # Tracking API's requests before ASGI.
+    tracking = None
 
     async def __call__(self, scope, receive, send) -> None:
         chain = self._chain

@@ -31,6 +31,7 @@ def serve(project: Path = Path("."), host: str | None = None, port: int | None =
     from panorama.cli import console, fail
     from panorama.config import ConfigError, load_project
     from panorama.server.app import create_app
+    from panorama.server.protocol import TrackingProtocol
     from panorama.store import StoreError, open_store
 
     try:
@@ -47,7 +48,7 @@ def serve(project: Path = Path("."), host: str | None = None, port: int | None =
         create_app(proj),
         host=host,
         port=port,
-        http="httptools",
+        http=TrackingProtocol,  # httptools, with the Tracking API answered before ASGI
         loop="uvloop",
         access_log=False,
         log_level=log_level,
