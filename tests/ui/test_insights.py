@@ -115,6 +115,11 @@ def test_plan_and_hypotheses_api(insights_server):
     assert p["per_variant"] == 2530 and p["days"] == 51  # docs/experiments.md's worked example
     r = api.get("/api/v1/experiments/plan", params={"baseline": 0.95, "mde": 0.2})
     assert r.status_code == 400 and "between 0 and 1" in r.json()["message"]
+    # found by the API fuzzer: a sample size beyond a 64-bit integer was a 500
+    for params in ({"metric": "revenue", "baseline": 1e-300, "mde": 1e-9, "sd": 1e300},
+                   {"baseline": 0.1, "mde": 1e-9}):  # fmt: skip
+        r = api.get("/api/v1/experiments/plan", params=params)
+        assert r.status_code == 400 and "beyond any test" in r.json()["message"]
     assert (
         api.get(
             "/api/v1/experiments/plan", params={"metric": "revenue", "baseline": 20}

@@ -304,15 +304,26 @@ def _verdict(result: dict) -> str:
     return "no significant difference"
 
 
+# More exposures per variant than any test could gather (and than a JSON integer holds).
+MAX_SAMPLE = 10**15
+
+
 def plan(baseline: float, mde: float, alpha: float = 0.05, power: float = 0.8, metric: str = "conversion",
          sd: float | None = None, daily_exposures: float | None = None, variants: int = 2) -> dict:
     """Sample size per variant (and days at a traffic level) for a fixed-horizon test."""
-    if metric == "revenue":
-        if sd is None:
-            raise ExperimentError("revenue: give the standard deviation of revenue per user (--sd)")
-        n = stats.sample_size_means(baseline, sd, mde, alpha, power)
-    else:
-        n = stats.sample_size_proportions(baseline, mde, alpha, power)
+    if metric == "revenue" and sd is None:
+        raise ExperimentError("revenue: give the standard deviation of revenue per user (--sd)")
+    try:
+        if metric == "revenue":
+            n = stats.sample_size_means(baseline, sd, mde, alpha, power)
+        else:
+            n = stats.sample_size_proportions(baseline, mde, alpha, power)
+    except OverflowError:
+        n = None
+    if n is None or n > MAX_SAMPLE:
+        size = f"{float(n):.3g}" if n is not None else f"more than {float(MAX_SAMPLE):.0e}"
+        raise ExperimentError(f"detecting {mde:+.3g} on {baseline:g} would take {size} exposures per "
+                              f"variant - beyond any test; look for a larger effect or a less noisy metric")  # fmt: skip
     out = {"metric": metric, "baseline": baseline, "mde": mde, "alpha": alpha, "power": power,
            "per_variant": n, "total": n * variants}
     if daily_exposures:
