@@ -233,11 +233,15 @@ def _candidates(config: ConsentConfig, events: pa.Table) -> tuple[pa.Table, list
         events.column("event"), value_set=pa.array([CONSENT_EVENT, *config.events], pa.string())
     )
     identify = pc.equal(events.column("type"), "identify")
-    traits = events.column("traits")
-    names = [n for n in attribute_map(config)
-             if pc.any(pc.and_kleene(identify, pc.match_substring(traits, f'"{n}"'))).as_py()]  # fmt: skip
-    has_traits = pc.and_kleene(identify, pc.match_substring_regex(traits, "|".join(f'"{n}"' for n in names))) \
-        if names else pa.array([False] * events.num_rows)  # fmt: skip
+    names: list[str] = []
+    if pc.any(identify).as_py():  # most batches are tracks and pages: no traits to search
+        traits = events.column("traits").filter(identify)
+        names = [n for n in attribute_map(config)
+                 if pc.any(pc.match_substring(traits, f'"{n}"')).as_py()]  # fmt: skip
+    has_traits = (
+        pc.and_kleene(identify, pc.match_substring_regex(events.column("traits"), "|".join(f'"{n}"' for n in names)))
+        if names else pa.array([False] * events.num_rows)
+    )  # fmt: skip
     in_context = pc.match_substring(events.column("context"), "categoryPreferences")
     mask = pc.fill_null(pc.or_kleene(pc.or_kleene(named, has_traits), in_context), False)
     context = bool(pc.any(pc.fill_null(in_context, False)).as_py())
