@@ -112,3 +112,26 @@ def test_small_batches_stay_in_the_event_loop(project_dir):
         assert server.query("SELECT count(*) FROM events")[0][0] == 1
     finally:
         server.stop()
+
+
+def test_a_stuck_worker_is_replaced(project_dir):
+    keys = make_project(project_dir, ("web",))
+    server = start_server(project_dir, keys, tuning=POOL)
+    try:
+        pool = server.state.ingestor.pool
+        pool.timeout = 1.0
+        worker = pool._workers[0].process
+        os.kill(worker.pid, signal.SIGSTOP)  # alive, answering nothing
+        started = time.monotonic()
+        r = httpx.post(server.url + "/v1/batch", json={"batch": _batch("stuck")},
+                       auth=(keys["web"], ""), timeout=30)  # fmt: skip
+        assert r.status_code == 200 and 1.0 <= time.monotonic() - started < 10
+        assert server.query("SELECT count(*) FROM events")[0][0] == 97
+        worker.join(5)
+        assert not worker.is_alive()
+        deadline = time.monotonic() + 30
+        while not (pool._workers and pool._workers[0].process.is_alive()) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert pool.restarts == 1 and pool._workers[0].process.pid != worker.pid
+    finally:
+        server.stop()

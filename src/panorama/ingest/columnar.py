@@ -15,6 +15,7 @@ The caller validates those one at a time, so every error is still named per mess
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Literal
 
 import msgspec
 import numpy as np
@@ -29,15 +30,12 @@ from panorama.ingest.segment import (
     MAX_MESSAGE_BYTES,
     MESSAGE_TYPES,
     PROMOTED_PROPERTIES,
-    FastMessage,
     MessageError,
     message_identifiers,
     parse_time,
 )
 from panorama.store.schema import NUMERIC_PROPERTIES
 
-_TYPES = frozenset(MESSAGE_TYPES)
-_STR_OR_NONE = (str, type(None))
 _TIME = pa.timestamp("us")
 _UTC = pa.timestamp("us", "UTC")
 _EARLIEST = pa.scalar(datetime(1900, 1, 1), _TIME)
@@ -48,7 +46,31 @@ _EMPTY_OBJECT = b"{} \t\r\nul"  # what an empty object (or null) consists of
 _IDENTIFIER_FIELDS = list(IDENTIFIER_TYPE.value_type)
 _EPOCH = datetime(1970, 1, 1)
 _MICROSECOND = timedelta(microseconds=1)
-_decode_message = msgspec.json.Decoder(FastMessage).decode
+
+
+class _Message(msgspec.Struct, rename="camel"):
+    """A message as this module decides it: the types checked by msgspec as it decodes (a
+    message with another type - an upper-case `type`, a numeric id, an epoch timestamp - fails
+    the decode and goes the per-message way, which converts or names it)."""
+
+    type: Literal[MESSAGE_TYPES]  # the six types, lower case
+    message_id: str
+    user_id: str | None = None
+    anonymous_id: str | None = None
+    group_id: str | None = None
+    previous_id: str | None = None
+    event: object = None
+    name: object = None
+    timestamp: str | None = None
+    original_timestamp: str | None = None
+    sent_at: str | None = None
+    received_at: str | None = None
+    traits: msgspec.Raw = msgspec.Raw(b"")
+    properties: msgspec.Raw = msgspec.Raw(b"")
+    context: msgspec.Raw = msgspec.Raw(b"")
+
+
+_decode_message = msgspec.json.Decoder(_Message).decode
 
 
 class _ContextTraits(msgspec.Struct):
@@ -103,14 +125,8 @@ def batch_table(
         message_id, user_id, anonymous_id = m.message_id, m.user_id, m.anonymous_id
         group_id, previous_id = m.group_id, m.previous_id
         if (
-            kind not in _TYPES
-            or message_id.__class__ is not str
-            or not message_id
-            or user_id.__class__ not in _STR_OR_NONE
-            or anonymous_id.__class__ not in _STR_OR_NONE
+            not message_id
             or not (user_id or anonymous_id)
-            or group_id.__class__ not in _STR_OR_NONE
-            or previous_id.__class__ not in _STR_OR_NONE
             or (kind == "group" and not group_id)
             or (kind == "alias" and not previous_id)
         ):

@@ -119,6 +119,14 @@ class _Worker(asyncio.Protocol):
         self.pending.clear()
         self.pool._lost(self)
 
+    def stuck(self) -> None:
+        """A request waited `ValidationPool.timeout`: the process is killed (its requests are
+        then validated in the event loop, and another process is started)."""
+        if self.alive:
+            log.error("a validation process did not answer within %.0f s; killing it",
+                      self.pool.timeout)  # fmt: skip
+            self.process.kill()
+
     def send(self, request_id: int, payload: bytes) -> asyncio.Future:
         future = asyncio.get_running_loop().create_future()
         self.pending[request_id] = future
@@ -129,8 +137,11 @@ class _Worker(asyncio.Protocol):
 class ValidationPool:
     """`workers` validation processes, started with `start()` on the event loop."""
 
-    def __init__(self, workers: int):
+    def __init__(self, workers: int, timeout: float = 10.0):
         self.workers = workers
+        # A batch takes milliseconds to validate: a worker that has not answered one in this
+        # many seconds is stuck (or the machine is): it is killed and replaced.
+        self.timeout = timeout
         self._workers: list[_Worker] = []
         self._ids = itertools.count()
         self._context = multiprocessing.get_context("spawn")
@@ -186,10 +197,13 @@ class ValidationPool:
         alive = [w for w in self._workers if w.alive]
         if alive:
             worker = min(alive, key=lambda w: len(w.pending))
+            timer = asyncio.get_running_loop().call_later(self.timeout, worker.stuck)
             try:
                 return await self._call(worker, kind, path, data, source, received_at)
             except WorkerLost:
                 pass
+            finally:
+                timer.cancel()
         return validate(kind, path, data, source, received_at)
 
     def close(self) -> None:
