@@ -30,6 +30,7 @@ from datetime import datetime
 log = logging.getLogger("panorama.server")
 
 _LENGTH = struct.Struct("<I")
+_SOCKET_BUFFER = 4 * 1024 * 1024
 
 
 class WorkerLost(RuntimeError):
@@ -159,6 +160,10 @@ class ValidationPool:
 
     async def _spawn(self) -> None:
         mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        for end in (mine, theirs):  # room for several requests and answers in flight (the
+            # system caps this at net.core.wmem_max / rmem_max)
+            end.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _SOCKET_BUFFER)
+            end.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _SOCKET_BUFFER)
         # multiprocessing hands the socket to the new process (a duplicate of its descriptor)
         process = self._context.Process(target=_worker_main, args=(theirs,),
                                          name="panorama-validation", daemon=True)  # fmt: skip
