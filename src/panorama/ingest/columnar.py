@@ -8,8 +8,9 @@ kernels: timestamps, clock-skew correction, identifiers, promoted properties.
 
 It gives exactly the rows `fast_values` (and so `normalize_values`) gives, and returns the
 indexes of the messages it leaves to the caller: those `fast_values` would leave to the full
-validation too, and promoted properties of a type other than the column's (`"price": "9.90"`).
-The caller validates those one at a time, so every error is still named per message.
+validation too, and values of another type than the usual one (a numeric id, an epoch
+timestamp, `"price": "9.90"`). The caller validates those one at a time, so every error is
+still named per message.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ from panorama.ingest.segment import (
     MESSAGE_TYPES,
     PROMOTED_PROPERTIES,
     MessageError,
+    _decode_contact,
+    _decode_context,
     message_identifiers,
     parse_time,
 )
@@ -38,8 +41,8 @@ from panorama.store.schema import NUMERIC_PROPERTIES
 
 _TIME = pa.timestamp("us")
 _UTC = pa.timestamp("us", "UTC")
-_EARLIEST = pa.scalar(datetime(1900, 1, 1), _TIME)
-_LATEST = pa.scalar(datetime(2201, 1, 1), _TIME)
+_EARLIEST = datetime(1900, 1, 1)  # parse_time's range: years 1900-2200
+_LATEST = datetime(2201, 1, 1)
 _TOLERANCE = pa.scalar(_SKEW_TOLERANCE, pa.duration("us"))
 _MINUS_TOLERANCE = pa.scalar(-_SKEW_TOLERANCE, pa.duration("us"))
 _EMPTY_OBJECT = b"{} \t\r\nul"  # what an empty object (or null) consists of
@@ -73,15 +76,6 @@ class _Message(msgspec.Struct, rename="camel"):
 _decode_message = msgspec.json.Decoder(_Message).decode
 
 
-class _ContextTraits(msgspec.Struct):
-    traits: object = None
-
-
-class _Contact(msgspec.Struct):
-    email: object = None
-    phone: object = None
-
-
 # Promoted properties as their columns' types: a value of another type fails the decode and
 # the message goes the per-message way (which converts or names it).
 _Promoted = msgspec.defstruct(
@@ -90,8 +84,6 @@ _Promoted = msgspec.defstruct(
      for name in (*PROMOTED_PROPERTIES, "total")],
 )  # fmt: skip
 _NO_PROMOTED = _Promoted()
-_decode_context = msgspec.json.Decoder(_ContextTraits).decode
-_decode_contact = msgspec.json.Decoder(_Contact).decode
 _decode_promoted = msgspec.json.Decoder(_Promoted).decode
 _DECODE_ERRORS = (msgspec.ValidationError, msgspec.DecodeError)
 
@@ -318,8 +310,9 @@ def _times(values: tuple, bad: np.ndarray) -> pa.Array:
             return _times_one_by_one(values, bad)
     bounds = pc.min_max(parsed)
     lowest, highest = bounds["min"].as_py(), bounds["max"].as_py()
-    if lowest is not None and (lowest < _EARLIEST.as_py() or highest >= _LATEST.as_py()):
-        out_of_range = pc.or_(pc.less(parsed, _EARLIEST), pc.greater_equal(parsed, _LATEST))
+    if lowest is not None and (lowest < _EARLIEST or highest >= _LATEST):
+        out_of_range = pc.or_(pc.less(parsed, pa.scalar(_EARLIEST, _TIME)),
+                              pc.greater_equal(parsed, pa.scalar(_LATEST, _TIME)))  # fmt: skip
         bad |= out_of_range.fill_null(False).to_numpy(zero_copy_only=False)
         parsed = pc.if_else(out_of_range, pa.scalar(None, _TIME), parsed)
     return parsed

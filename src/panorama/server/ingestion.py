@@ -75,7 +75,8 @@ OK_BODY = b'{"success":true}'
 # Requests with at least this many events hand the writer an Arrow table instead of dicts.
 TABLE_MIN_ROWS = 8
 # Batch requests at least this large (decompressed) are validated in the validation
-# processes (`panorama.server.validation`), when the server has one: below it, handing over costs more than it saves.
+# processes (`panorama.server.validation`), when the server has them: below it, handing a
+# request over costs more than it saves.
 POOL_MIN_BYTES = 16 * 1024
 # A request waits at most this long for its group commit before answering 503 (retryable).
 COMMIT_TIMEOUT = 60.0
@@ -215,7 +216,8 @@ class Outcome:
     rejected: list[dict]
     table: pa.Table | None = None
 
-    def __reduce__(self):  # from a validation process: the table as Arrow IPC (~10x cheaper than pickling it)
+    def __reduce__(self):  # from a validation process: the table as Arrow IPC (~8x cheaper
+        # than pickling the table itself, 0.7 vs 5.8 µs per event both ways)
         table = None if self.table is None else encode_events(self.table)
         return Outcome._rebuilt, (self.rows, self.dead, self.rejected, table)
 
