@@ -149,7 +149,7 @@ def create_app(project: Project | Path | str, *, tuning: Tuning | None = None,
         finally:
             app.tracking = None
             if pool is not None:
-                pool.close()
+                await pool.close()
             group_writer.stop()  # commits what is queued and hands it to the hooks
             hooks.stop_background(store)  # runs the hooks over what is queued
             for handle in reversed(realtime):

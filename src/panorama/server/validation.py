@@ -25,6 +25,7 @@ import multiprocessing
 import pickle
 import socket
 import struct
+import time
 from datetime import datetime
 
 log = logging.getLogger("panorama.server")
@@ -180,7 +181,7 @@ class ValidationPool:
         with contextlib.suppress(ValueError):
             self._workers.remove(worker)
         with contextlib.suppress(Exception):
-            worker.process.join(0.1)
+            worker.process.join(0)  # reaps it if it has exited; never blocks the loop
         if not self._closing:
             log.error("a validation process died (exit code %s); starting another",
                       worker.process.exitcode)  # fmt: skip
@@ -211,13 +212,18 @@ class ValidationPool:
                 timer.cancel()
         return validate(kind, path, data, source, received_at)
 
-    def close(self) -> None:
+    async def close(self, timeout: float = 5.0) -> None:
+        """Close the sockets (a worker exits when its socket does) and wait for the processes,
+        killing one that is still there after `timeout` seconds."""
         self._closing = True
-        for worker in list(self._workers):
+        workers, self._workers = list(self._workers), []
+        for worker in workers:
             if worker.transport is not None:
                 worker.transport.close()
-        for worker in list(self._workers):
-            worker.process.join(5)
+        deadline = time.monotonic() + timeout
+        while any(w.process.is_alive() for w in workers) and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)  # the event loop closes the sockets meanwhile
+        for worker in workers:
             if worker.process.is_alive():
                 worker.process.kill()
-        self._workers.clear()
+            worker.process.join(1)
