@@ -127,11 +127,14 @@ def create_app(project: Project | Path | str, *, tuning: Tuning | None = None,
         # derived state (identity, traits, segments, triggers) is updated off the writer
         # thread, so an acknowledgement never waits for it (panorama.ingest.hooks)
         hooks.start_background(store)
-        pool = (
-            await ValidationPool(settings.validation_workers).start()
-            if settings.validation_workers
-            else None
-        )
+        pool = ValidationPool(settings.validation_workers) if settings.validation_workers else None
+        if pool is not None:
+            try:
+                await pool.start()
+            except Exception:  # the server still works, validating in the event loop
+                log.exception("the validation processes did not start; validating in the server")
+                await pool.close()
+                pool = None
         state = ServerState(proj, store, keys, group_writer, Ingestor(keys, group_writer, pool))
         app.state.panorama = state
         if not len(keys):
