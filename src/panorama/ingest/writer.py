@@ -228,7 +228,7 @@ class GroupCommitWriter:
         cur = self.store.cursor()
         cur.execute("BEGIN TRANSACTION")
         try:
-            _group_events = _json_typed(table)  # noqa: F841 - read by the SQL (a replacement scan)
+            _group_events = _for_insert(table)  # noqa: F841 - read by the SQL (a replacement scan)
             cur.execute(_INSERT).fetchall()
         finally:
             cur.execute("ROLLBACK")
@@ -597,7 +597,7 @@ class GroupCommitWriter:
             if table is not None and table.num_rows:
                 # DuckDB finds `_group_events` among this frame's locals (a replacement scan):
                 # registering a view instead costs a catalog change per commit (~2x slower).
-                _group_events = _json_typed(table)  # noqa: F841 - read by the SQL
+                _group_events = _for_insert(table)  # noqa: F841 - read by the SQL
                 hashes = next(iter(cur.execute(_INSERT).fetchnumpy().values()))
                 flagged = seen.maybe(hashes) if check else None
                 if flagged is not None and flagged.any():
@@ -745,7 +745,7 @@ def _group_table(jobs: list[_Job]) -> pa.Table | None:
     return tables[0] if len(tables) == 1 else pa.concat_tables(tables)
 
 
-def _json_typed(table: pa.Table) -> pa.Table:
+def _for_insert(table: pa.Table) -> pa.Table:
     """The table as DuckDB reads it fastest: one chunk (a load gathers one chunk per request;
     DuckDB's scan of 100 chunks of 100 rows costs ~4 µs more per row than of one chunk of
     10,000, the copy ~0.3 µs), and the JSON columns as Arrow's JSON extension type

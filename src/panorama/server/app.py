@@ -23,13 +23,14 @@ import pyarrow as pa
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
-from panorama.auth.limits import HEADERS_SET, SECURITY_HEADERS
+from panorama.auth.limits import HEADERS_SET
 from panorama.config import Project, load_project
 from panorama.ingest import hooks
 from panorama.ingest.keys import KeyRing
 from panorama.ingest.writer import GroupCommitWriter
 from panorama.server import malloc
 from panorama.server.ingestion import (
+    ANSWER_HEADERS,
     BATCH,
     MAX_BATCH_BYTES,
     MAX_MESSAGE_BYTES,
@@ -246,7 +247,6 @@ def state(app_or_request) -> ServerState:
 
 # -- the ASGI fast path ----------------------------------------------------------------------
 
-_JSON_HEADERS = [(b"content-type", b"application/json")]
 _CORS = [
     (b"access-control-allow-origin", b"*"),
     (b"access-control-allow-methods", b"POST, OPTIONS"),
@@ -320,8 +320,7 @@ async def _respond(send, status: int, body: bytes) -> None:
     await send({
         "type": "http.response.start",
         "status": status,
-        "headers": [*_JSON_HEADERS, (b"content-length", str(len(body)).encode()),
-                    (b"access-control-allow-origin", b"*"), *SECURITY_HEADERS],
+        "headers": [*ANSWER_HEADERS, (b"content-length", str(len(body)).encode())],
         HEADERS_SET: True,  # `Protect` need not add them
     })  # fmt: skip
     await send({"type": "http.response.body", "body": body})

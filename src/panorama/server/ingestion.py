@@ -27,6 +27,7 @@ import msgspec
 import orjson
 import pyarrow as pa
 
+from panorama.auth.limits import SECURITY_HEADERS
 from panorama.ingest.columnar import batch_table
 from panorama.ingest.journal import decode_events, encode_events
 from panorama.ingest.keys import KeyRing, WriteKey
@@ -72,6 +73,10 @@ ROUTES: dict[str, str] = {
 }
 
 OK_BODY = b'{"success":true}'
+# The headers of every Tracking API answer besides its length (both ways of answering:
+# `panorama.server.app.IngestionFastPath` and `panorama.server.protocol`).
+ANSWER_HEADERS = [(b"content-type", b"application/json"), (b"access-control-allow-origin", b"*"),
+                  *SECURITY_HEADERS]  # fmt: skip
 # Requests with at least this many events hand the writer an Arrow table instead of dicts.
 TABLE_MIN_ROWS = 8
 # Batch requests at least this large (decompressed) are validated in the validation

@@ -21,14 +21,16 @@ from __future__ import annotations
 import httptools
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
-from panorama.auth.limits import SECURITY_HEADERS
-from panorama.server.ingestion import BATCH, MAX_BATCH_BYTES, MAX_MESSAGE_BYTES, ROUTES, too_large
+from panorama.server.ingestion import (
+    ANSWER_HEADERS,
+    BATCH,
+    MAX_BATCH_BYTES,
+    MAX_MESSAGE_BYTES,
+    ROUTES,
+    too_large,
+)
 
-_HEADERS = b"".join(
-    name + b": " + value + b"\r\n"
-    for name, value in [(b"content-type", b"application/json"),
-                        (b"access-control-allow-origin", b"*"), *SECURITY_HEADERS]
-)  # fmt: skip
+_HEADERS = b"".join(name + b": " + value + b"\r\n" for name, value in ANSWER_HEADERS)
 
 
 
