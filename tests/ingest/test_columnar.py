@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from panorama.ingest.columnar import _times, batch_table
+from panorama.ingest.columnar import Request, _times, batch_table, batch_tables
 from panorama.ingest.segment import (
     EVENT_COLUMNS,
     MessageError,
@@ -133,6 +133,27 @@ def test_every_variant_alone_and_in_a_batch():
         for i, variant in enumerate(VARIANTS):
             _check_batch([{**BASE, "messageId": f"v{i}", **variant}], sent_at)
         _check_batch([{**BASE, "messageId": f"v{i}", **v} for i, v in enumerate(VARIANTS)], sent_at)
+
+
+def test_requests_validated_together_equal_each_alone():
+    # the worker validates the requests it has in hand at once: each gets the rows (and the
+    # messages left) it gets alone, with its own source, receivedAt and batch sentAt
+    rng = random.Random(11)
+    for trial in range(15):
+        requests = []
+        for r in range(rng.choice((1, 2, 5))):
+            messages = [_message(rng, trial * 1000 + r * 100 + i) for i in range(rng.choice((0, 1, 7, 60)))]
+            received = datetime(2024, 5, 1, 10, rng.randrange(60), rng.randrange(60))
+            sent_at = rng.choice((None, datetime(2024, 5, 1, 9, 0), received))
+            requests.append(Request(_raws(orjson.dumps(messages)), rng.choice(("web", "app")), received, sent_at))
+        together = batch_tables(requests)
+        assert len(together) == len(requests)
+        for request, (table, left) in zip(requests, together, strict=True):
+            alone, alone_left = batch_table(request.raws, source=request.source,
+                                            received_at=request.received_at,
+                                            batch_sent_at=request.batch_sent_at)  # fmt: skip
+            assert left == alone_left
+            assert table.to_pylist() == alone.to_pylist()
 
 
 def test_usual_messages_are_decided_in_columns_and_unusual_ones_left():

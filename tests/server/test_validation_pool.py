@@ -138,3 +138,53 @@ def test_a_stuck_worker_is_replaced(project_dir):
         assert pool.restarts == 1 and pool._workers[0].process.pid != worker.pid
     finally:
         server.stop()
+
+
+def test_requests_in_hand_together_are_answered_each_as_alone():
+    # A worker validates the requests waiting for it together: a bad body, a bad sentAt or
+    # bad messages in one request change nothing for the others.
+    import asyncio
+
+    import orjson
+
+    from panorama.ingest.log import utcnow
+    from panorama.server.ingestion import ApiError, validate
+    from panorama.server.validation import ValidationPool
+
+    received = utcnow()
+    bodies = [orjson.dumps({"batch": _batch(f"t{n}"), "sentAt": "2024-05-01T10:00:01Z"}) for n in range(6)]
+    bodies[1] = b'{"batch": [' + b"x" * 20_000
+    bodies[2] = orjson.dumps({"batch": _batch("t2"), "sentAt": "not a time"})
+    bodies[4] = orjson.dumps({"batch": _batch("t4")})  # no sentAt: no skew correction
+    sources = ["web", "web", "app", "web", "app", "web"]
+
+    def outcome(result):
+        if isinstance(result, ApiError):
+            return ("error", result.status, result.code, result.message)
+        table = None if result.table is None else result.table.to_pylist()
+        return (table, result.rows, [d.__dict__ for d in result.dead], result.rejected)
+
+    async def through_pool():
+        pool = await ValidationPool(1).start()
+        worker = pool._workers[0].process
+        try:
+            os.kill(worker.pid, signal.SIGSTOP)  # the requests queue up: validated together
+            calls = [asyncio.ensure_future(pool.validate("batch", "/v1/batch", b, s, received))
+                     for b, s in zip(bodies, sources, strict=True)]  # fmt: skip
+            await asyncio.sleep(0.2)
+            os.kill(worker.pid, signal.SIGCONT)
+            return await asyncio.gather(*calls, return_exceptions=True)
+        finally:
+            await pool.close()
+
+    pooled = asyncio.run(through_pool())
+    alone = []
+    for body, source in zip(bodies, sources, strict=True):
+        try:
+            alone.append(validate("batch", "/v1/batch", body, source, received))
+        except ApiError as exc:
+            alone.append(exc)
+    assert [outcome(p) for p in pooled] == [outcome(a) for a in alone]
+    assert isinstance(pooled[1], ApiError) and pooled[1].code == "invalid_json"
+    assert isinstance(pooled[2], ApiError) and "sentAt" in pooled[2].message
+    assert [len(p.rejected) for p in pooled if not isinstance(p, ApiError)] == [3, 3, 3, 3]

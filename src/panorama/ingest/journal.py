@@ -56,9 +56,13 @@ class Record:
         return [DeadLetter(**item) for item in orjson.loads(self.payload)]
 
 
+# Given explicitly: `pa.ipc.new_stream` otherwise reads two environment variables per call.
+_IPC_OPTIONS = pa.ipc.IpcWriteOptions()
+
+
 def encode_events(table: pa.Table) -> bytes:
     sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, table.schema) as writer:
+    with pa.ipc.RecordBatchStreamWriter(sink, table.schema, options=_IPC_OPTIONS) as writer:
         writer.write_table(table)
     return sink.getvalue().to_pybytes()
 
