@@ -344,10 +344,10 @@ class GroupCommitWriter:
                     wait = self.busy_linger
                 if wait <= 0:
                     break
-                try:
-                    job = self._queue.get(timeout=wait)
-                except queue.Empty:
-                    break
+                # One sleep, then what queued meanwhile: waiting on the queue instead wakes
+                # this thread (and takes the GIL from the event loop) once per submission.
+                time.sleep(wait)
+                continue
             if job is _STOP:
                 self._queue.put(_STOP)  # handle after this group
                 break
