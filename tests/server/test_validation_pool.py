@@ -161,6 +161,7 @@ def test_requests_in_hand_together_are_answered_each_as_alone():
     def outcome(result):
         if isinstance(result, ApiError):
             return ("error", result.status, result.code, result.message)
+        result.decode()  # from the pool: the rows as the journal's payload
         table = None if result.table is None else result.table.to_pylist()
         return (table, result.rows, [d.__dict__ for d in result.dead], result.rejected)
 

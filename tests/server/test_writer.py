@@ -117,6 +117,38 @@ def test_failing_hook_loses_nothing(store, journal, monkeypatch):
     assert writer.stats.hook_errors == 2
 
 
+def test_rows_given_as_journal_payloads_are_journaled_as_they_are(store, journal, seen_hooks, tmp_path):
+    # A validation process hands its rows over encoded (`EncodedEvents`): the writer journals
+    # the payload unchanged, beside rows of the other kinds in the same group, and loads it.
+    from panorama.ingest import journal as journals
+
+    encoded = journals.EncodedEvents.of(events_table([_row("p1"), _row("p2"), _row("a")]))
+    writer = GroupCommitWriter(store, journal=journal)
+    written = []
+    if journal:
+        real_append = writer.journal.append
+
+        def append(items):
+            written.extend(payload for _, payload in items)
+            return real_append(items)
+
+        writer.journal.append = append
+    writer.start()
+    try:
+        first = writer.submit([_row("a")])
+        second = writer.submit(encoded)
+        third = writer.submit(events_table([_row("t1")]))
+        assert second.result(10).submitted == 3
+        first.result(10), third.result(10)
+        writer.flush()
+    finally:
+        writer.stop()
+    assert _ids(store) == ["a", "p1", "p2", "t1"]
+    if journal:
+        assert encoded.payload in written  # the very bytes, not decoded and encoded again
+    assert sorted(m for t in seen_hooks for m in t.column("message_id").to_pylist()) == ["a", "p1", "p2", "t1"]
+
+
 def test_a_bad_submission_does_not_fail_its_group(store, journal, seen_hooks):
     gate = threading.Event()
     hooks.register(50, "test-gate", lambda s, t: gate.wait(10))

@@ -71,6 +71,23 @@ def decode_events(payload: bytes) -> pa.Table:
     return pa.ipc.open_stream(payload).read_all()
 
 
+@dataclass(frozen=True)
+class EncodedEvents:
+    """Event rows as a journal payload (`encode_events`), decoded only where they are loaded:
+    a validation process's rows cross to the server encoded, and the writer journals them as
+    they are (neither the event loop nor the writer decodes and re-encodes them)."""
+
+    payload: bytes
+    num_rows: int
+
+    @classmethod
+    def of(cls, table: pa.Table) -> EncodedEvents:
+        return cls(encode_events(table), table.num_rows)
+
+    def table(self) -> pa.Table:
+        return decode_events(self.payload)
+
+
 def encode_dead_letters(letters: list[DeadLetter]) -> bytes:
     return orjson.dumps([letter.__dict__ for letter in letters])
 

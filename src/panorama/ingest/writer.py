@@ -57,7 +57,8 @@ _COLUMNS = ", ".join(f'"{c}"' for c in EVENT_COLUMNS)
 _HASHES = "SELECT hash(message_id) AS h FROM _group_events"
 _INSERT = f"INSERT INTO events ({_COLUMNS}) SELECT {_COLUMNS} FROM _group_events"
 # dicts or `normalize_values` tuples (one kind per submission), or a table of EVENT_SCHEMA
-Rows = Sequence[dict] | Sequence[tuple] | pa.Table
+# (also as a journal payload: its required values checked by whoever encoded it)
+Rows = Sequence[dict] | Sequence[tuple] | pa.Table | journals.EncodedEvents
 _SOURCE = EVENT_COLUMNS.index("source")
 _JSON = pa.json_(pa.string())
 _JSON_COLUMNS = ("traits", "properties", "context")
@@ -102,7 +103,7 @@ class WriterStats:
 
 
 def _count_rows(rows: Rows) -> int:
-    return rows.num_rows if isinstance(rows, pa.Table) else len(rows)
+    return rows.num_rows if isinstance(rows, (pa.Table, journals.EncodedEvents)) else len(rows)
 
 
 @dataclass
@@ -123,10 +124,18 @@ class _Batch:
     letters: list[DeadLetter]
     seq: int | None = None
     jobs: list[_Job] = field(default_factory=list)
+    encoded: list[journals.EncodedEvents] = field(default_factory=list)  # rows as payloads
 
     @property
     def rows(self) -> int:
-        return 0 if self.table is None else self.table.num_rows
+        return (0 if self.table is None else self.table.num_rows) + sum(e.num_rows for e in self.encoded)
+
+    def tables(self) -> list[pa.Table]:
+        """Its rows as tables (the payloads decoded: in the loader, off the event loop)."""
+        tables = [e.table() for e in self.encoded]
+        if self.table is not None and self.table.num_rows:
+            tables.insert(0, self.table)
+        return [t for t in tables if t.num_rows]
 
 
 @dataclass
@@ -395,6 +404,7 @@ class GroupCommitWriter:
         items = []
         if batch.table is not None and batch.table.num_rows:
             items.append((journals.EVENTS, journals.encode_events(batch.table)))
+        items += [(journals.EVENTS, e.payload) for e in batch.encoded if e.num_rows]
         if batch.letters:
             items.append((journals.DEAD, journals.encode_dead_letters(batch.letters)))
         self._wait_for_room()
@@ -491,7 +501,7 @@ class GroupCommitWriter:
         """Append batches to the log in one transaction; then count, answer (without a
         journal) and hand the new rows to the hooks."""
         started = time.perf_counter()
-        tables = [b.table for b in batches if b.table is not None and b.table.num_rows]
+        tables = [t for b in batches for t in b.tables()]
         table = None if not tables else tables[0] if len(tables) == 1 else pa.concat_tables(tables)
         letters = [d for b in batches for d in b.letters]
         seqs = [b.seq for b in batches if b.seq is not None]
@@ -708,25 +718,27 @@ def _journal_error(exc: OSError) -> Exception:
 def _prepare(jobs: list[_Job]) -> tuple[_Batch, list[tuple[_Job, Exception]]]:
     """The group as one batch, and the submissions that cannot go in it with their error
     (rows that do not convert, or without a value the log requires)."""
+    encoded = [j.rows for j in jobs if isinstance(j.rows, journals.EncodedEvents)]
     try:
         table = _group_table(jobs)
-        _check_required(table)
-        return _Batch(table, [d for j in jobs for d in j.dead], jobs=jobs), []
+        check_required(table)
+        return _Batch(table, [d for j in jobs for d in j.dead], jobs=jobs, encoded=encoded), []
     except Exception as exc:
         if len(jobs) == 1:
             return _Batch(None, [], jobs=[]), [(jobs[0], exc)]
     good, failed = [], []
     for job in jobs:  # which one: each alone
         try:
-            _check_required(_group_table([job]))
+            check_required(_group_table([job]))
             good.append(job)
         except Exception as exc:
             failed.append((job, exc))
     table = _group_table(good)
-    return _Batch(table, [d for j in good for d in j.dead], jobs=good), failed
+    encoded = [j.rows for j in good if isinstance(j.rows, journals.EncodedEvents)]
+    return _Batch(table, [d for j in good for d in j.dead], jobs=good, encoded=encoded), failed
 
 
-def _check_required(table: pa.Table | None) -> None:
+def check_required(table: pa.Table | None) -> None:
     if table is None:
         return
     for name in _REQUIRED:
@@ -735,9 +747,10 @@ def _check_required(table: pa.Table | None) -> None:
 
 
 def _group_table(jobs: list[_Job]) -> pa.Table | None:
-    """One table of the group's rows: callers' tables as they are, other rows converted once."""
+    """One table of the group's rows: callers' tables as they are, other rows converted once
+    (rows given as journal payloads stay apart: `_Batch.encoded`)."""
     tables = [j.rows for j in jobs if isinstance(j.rows, pa.Table) and j.rows.num_rows]
-    loose = [row for j in jobs if not isinstance(j.rows, pa.Table) for row in j.rows]
+    loose = [row for j in jobs if not isinstance(j.rows, (pa.Table, journals.EncodedEvents)) for row in j.rows]
     values = [row for row in loose if isinstance(row, tuple)]
     if values:
         tables.append(events_table_from_values(values))

@@ -29,7 +29,7 @@ import pyarrow as pa
 
 from panorama.auth.limits import SECURITY_HEADERS
 from panorama.ingest.columnar import Request, batch_table, batch_tables
-from panorama.ingest.journal import decode_events, encode_events
+from panorama.ingest.journal import EncodedEvents
 from panorama.ingest.keys import KeyRing, WriteKey
 from panorama.ingest.log import DeadLetter, events_table_from_values, utcnow
 from panorama.ingest.segment import (
@@ -42,7 +42,7 @@ from panorama.ingest.segment import (
     normalize_values,
     parse_time,
 )
-from panorama.ingest.writer import GroupCommitWriter, WriterClosed
+from panorama.ingest.writer import GroupCommitWriter, WriterClosed, check_required
 from panorama.modules import optional_import
 
 if TYPE_CHECKING:
@@ -220,19 +220,32 @@ class Outcome:
     dead: list[DeadLetter]
     rejected: list[dict]
     table: pa.Table | None = None
+    # The table as the journal's payload, from a validation process (`encode`): the server
+    # hands it to the writer as it is (`decode` when it must read the rows after all).
+    encoded: EncodedEvents | None = None
 
-    def __reduce__(self):  # from a validation process: the table as Arrow IPC (~8x cheaper
-        # than pickling the table itself, 0.7 vs 5.8 µs per event both ways)
-        table = None if self.table is None else encode_events(self.table)
-        return Outcome._rebuilt, (self.rows, self.dead, self.rejected, table)
+    def encode(self) -> Outcome:
+        """In a validation process, before the outcome is sent: the table as Arrow IPC (~8x
+        cheaper than pickling the table, and journaled as it is); its required values checked
+        here, where a failure can still be answered."""
+        if self.table is not None:
+            check_required(self.table)
+            self.encoded, self.table = EncodedEvents.of(self.table), None
+        return self
 
-    @staticmethod
-    def _rebuilt(rows, dead, rejected, table: bytes | None) -> Outcome:
-        return Outcome(rows, dead, rejected, None if table is None else decode_events(table))
+    def decode(self) -> None:
+        if self.encoded is not None:
+            self.table, self.encoded = self.encoded.table(), None
 
-    def events(self) -> pa.Table | list[tuple]:
+    def has_rows(self) -> bool:
+        return bool(self.rows or self.dead or (self.table is not None and self.table.num_rows)
+                    or (self.encoded is not None and self.encoded.num_rows))  # fmt: skip
+
+    def events(self) -> pa.Table | EncodedEvents | list[tuple]:
         """The rows for the writer: a table when there are many (built here, on the event
         loop, not in the writer thread: the serial part), else tuples (converted once per group)."""
+        if self.encoded is not None:
+            return self.encoded
         if self.table is None:
             return events_table_from_values(self.rows) if len(self.rows) >= TABLE_MIN_ROWS else self.rows
         return self.table  # `_fast` merged any rows validated one by one into it
@@ -303,13 +316,14 @@ class Ingestor:
                     key = await self.authenticate(body_key if isinstance(body_key, str) else None)
                 outcome = _validated(fast, payload, data, kind, path, key.source, utcnow())
             if _guard is not None and _guard.count(self.keys.store):
+                outcome.decode()
                 dicts = [dict(zip(EVENT_COLUMNS, row, strict=True)) for row in outcome.rows]
                 kept, _ = _guard.screen_rows(self.keys.store, dicts)
                 outcome.rows = [tuple(row.values()) for row in kept]
                 if outcome.table is not None:
                     outcome.table, _ = _guard.screen_table(self.keys.store, outcome.table)
                 outcome.dead = _guard.screen_raw(self.keys.store, outcome.dead, _guard.dead_letter_pairs)
-            if outcome.rows or outcome.dead or (outcome.table is not None and outcome.table.num_rows):
+            if outcome.has_rows():
                 rows = outcome.events()
                 self.writer.incoming -= 1
                 counted = False

@@ -105,6 +105,11 @@ def _serve(sock: socket.socket) -> None:
                     results.append(exc)
         answers = []
         for request_id, result in zip(ids, results, strict=True):
+            if not isinstance(result, Exception):
+                try:
+                    result = result.encode()
+                except Exception as exc:
+                    result = exc
             if isinstance(result, Exception) and not isinstance(result, ApiError):
                 result = RuntimeError(f"{type(result).__name__}: {result}")  # answered 500
             answer = (request_id, not isinstance(result, Exception), result)
