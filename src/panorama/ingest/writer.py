@@ -240,7 +240,7 @@ class GroupCommitWriter:
         cur = self.store.cursor()
         cur.execute("BEGIN TRANSACTION")
         try:
-            _hashes(cur, _for_insert(table))
+            _hashes(cur, table)
             _group_events = _for_insert(table)  # noqa: F841 - read by the SQL (a replacement scan)
             cur.execute(_INSERT).fetchall()
         finally:
@@ -588,7 +588,6 @@ class GroupCommitWriter:
         seen = seen_ids(self.store)
         with seen.lock:
             if table is not None and table.num_rows:
-                table = _for_insert(table)
                 hashes = _hashes(cur, table)
                 flagged = seen.maybe(hashes)
                 if flagged.any():
@@ -609,13 +608,13 @@ class GroupCommitWriter:
 
     @staticmethod
     def _transaction(cur, table: pa.Table | None, letters: list[DeadLetter], seq: int | None) -> None:
-        """Insert (a table `_for_insert` prepared) and commit."""
+        """Insert and commit."""
         cur.execute("BEGIN TRANSACTION")
         try:
             if table is not None and table.num_rows:
                 # DuckDB finds `_group_events` among this frame's locals (a replacement scan):
                 # registering a view instead costs a catalog change per commit (~2x slower).
-                _group_events = table  # noqa: F841 - read by the SQL
+                _group_events = _for_insert(table)  # noqa: F841 - read by the SQL
                 cur.execute(_INSERT)
             if letters:
                 append_dead_letters(cur, letters)
@@ -781,7 +780,7 @@ def _for_insert(table: pa.Table) -> pa.Table:
 
 def _hashes(cur, table: pa.Table) -> np.ndarray:
     """DuckDB's hash of each row's message_id (what `SeenIds` keeps)."""
-    _group_events = table  # noqa: F841 - read by the SQL
+    _group_events = table.select(["message_id"])  # noqa: F841 - read by the SQL
     return cur.execute(_HASHES).fetchnumpy()["h"]
 
 
