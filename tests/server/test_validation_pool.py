@@ -59,11 +59,13 @@ def test_the_pool_answers_and_stores_what_the_event_loop_does(tmp_path):
     from panorama.config import init_project
 
     results = {}
-    for name, tuning in (("pool", POOL), ("loop", LOOP)):
+    two = Tuning(**{**POOL.__dict__, "validation_workers": 2})
+    for name, tuning in (("pool", POOL), ("loop", LOOP), ("two", two)):
         directory = tmp_path / name
         init_project(directory, name=name)
         results[name] = _run(directory, tuning, "b")
     pool, loop = results["pool"], results["loop"]
+    assert results["two"][0].json() == loop[0].json() and results["two"][2:] == loop[2:]
     assert pool[0].status_code == loop[0].status_code == 200
     assert pool[0].json() == loop[0].json()
     assert sorted(r["index"] for r in pool[0].json()["rejected"]) == [10, 20, 40]

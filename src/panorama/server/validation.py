@@ -187,7 +187,7 @@ class ValidationPool:
         self.restarts = 0
 
     async def start(self) -> ValidationPool:
-        for _ in range(self.workers):
+        for _ in range(self.workers):  # (their imports, the slow part, run side by side below)
             await self._spawn()
         # imports and first-call costs paid now, not by the first requests
         from panorama.server.ingestion import warm_up_request
