@@ -168,3 +168,28 @@ def test_restart_skips_the_rebuild_only_while_nothing_changed_offline(tmp_path):
         server.stop()
     assert len(after) == 2 and {row[2] for row in after} == {True, False}
     assert after[0][0] != first[0][0]  # rebuilt from the log
+
+
+def test_the_consent_prefilter_finds_what_a_row_by_row_search_finds():
+    # `_candidates` skips the row-by-row search of `context` when no chunk's text holds
+    # "categoryPreferences" at all; the rows it keeps are the ones the search keeps.
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from panorama.config import ConsentConfig
+    from panorama.privacy.consent import _candidates, _may_contain
+
+    plain = '{"ip":"203.0.113.7","page":{"url":"https://shop.example.com/"}}'
+    consent = '{"consent":{"categoryPreferences":{"email":false}}}'
+    contexts = [plain, None, consent, plain, plain]
+    table = pa.table({"event": pa.array(["Viewed"] * 5), "type": pa.array(["track"] * 5),
+                      "traits": pa.nulls(5, pa.string()), "context": pa.array(contexts)})  # fmt: skip
+    config = ConsentConfig()
+    for events in (table, table.slice(3), table.slice(0, 2), pa.concat_tables([table.slice(3), table.slice(0, 3)])):
+        kept, _, context = _candidates(config, events)
+        expected = events.filter(pc.fill_null(pc.match_substring(events.column("context"), "categoryPreferences"), False))
+        assert kept.to_pylist() == expected.to_pylist()
+        assert context == (expected.num_rows > 0)
+    # a slice's buffer may hold the text outside the slice: "maybe", then the row search
+    assert _may_contain(table.slice(3).column("context"), b"categoryPreferences")
+    assert not _may_contain(pa.chunked_array([pa.array([plain, None])]), b"categoryPreferences")

@@ -242,10 +242,27 @@ def _candidates(config: ConsentConfig, events: pa.Table) -> tuple[pa.Table, list
         pc.and_kleene(identify, pc.match_substring_regex(events.column("traits"), "|".join(f'"{n}"' for n in names)))
         if names else pa.array([False] * events.num_rows)
     )  # fmt: skip
-    in_context = pc.match_substring(events.column("context"), "categoryPreferences")
-    mask = pc.fill_null(pc.or_kleene(pc.or_kleene(named, has_traits), in_context), False)
-    context = bool(pc.any(pc.fill_null(in_context, False)).as_py())
-    return events.filter(mask), names, context
+    mask = pc.or_kleene(named, has_traits)
+    context = False
+    if _may_contain(events.column("context"), b"categoryPreferences"):
+        in_context = pc.match_substring(events.column("context"), "categoryPreferences")
+        mask = pc.or_kleene(mask, in_context)
+        context = bool(pc.any(pc.fill_null(in_context, False)).as_py())
+    return events.filter(pc.fill_null(mask, False)), names, context
+
+
+def _may_contain(column: pa.ChunkedArray, needle: bytes) -> bool:
+    """Whether some value of a text column may contain `needle`: each chunk's text searched
+    at once (~0.15 µs per 1 KB context, where `match_substring` row by row takes ~1.2 - on
+    every event the server loads). A chunk's data buffer may hold bytes outside its slice,
+    so True only means "look row by row"."""
+    for chunk in column.chunks:
+        if not (pa.types.is_string(chunk.type) or pa.types.is_large_string(chunk.type)):
+            return True
+        data = chunk.buffers()[2]
+        if data is not None and needle in data.to_pybytes():
+            return True
+    return False
 
 
 # -- a profile's consent ----------------------------------------------------------------------
