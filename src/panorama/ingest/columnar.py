@@ -10,7 +10,8 @@ It gives exactly the rows `fast_values` (and so `normalize_values`) gives, and r
 indexes of the messages it leaves to the caller: those `fast_values` would leave to the full
 validation too, and values of another type than the usual one (a numeric id, an epoch
 timestamp, `"price": "9.90"`). The caller validates those one at a time, so every error is
-still named per message.
+still named per message. `batch_tables` does the same for several requests at once (a
+validation process's requests in hand), each request's rows as they are alone.
 """
 
 from __future__ import annotations

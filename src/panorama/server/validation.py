@@ -10,10 +10,11 @@ answers them and moves bytes.
 The protocol is a frame per message over a Unix socket pair per worker, read and written by
 the event loop itself (no helper threads to hand the GIL to): a request frame is the pickled
 `(id, kind, path, source, received_at, body)`, an answer frame the pickled `(id, ok, result)`
-where `result` is the `Outcome` or the `ApiError`. A worker validates the requests it finds
-waiting together (`validate_many`: the columns of their rows built once). A worker that dies fails the requests it
-held; they are validated in the event loop instead (nothing was acknowledged, nothing is
-lost) and a new worker is started.
+where `result` is the `Outcome` (its rows as the journal's payload, `Outcome.encode`) or the
+`ApiError`. A worker validates the requests it finds waiting together (`validate_many`: the
+columns of their rows built once). A worker that dies fails the requests it held; they are
+validated in the event loop instead (nothing was acknowledged, nothing is lost) and a new
+worker is started.
 """
 
 from __future__ import annotations
