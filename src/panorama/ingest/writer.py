@@ -132,9 +132,8 @@ class _Batch:
 
     def tables(self) -> list[pa.Table]:
         """Its rows as tables (the payloads decoded: in the loader, off the event loop)."""
-        tables = [e.table() for e in self.encoded]
-        if self.table is not None and self.table.num_rows:
-            tables.insert(0, self.table)
+        tables = [self.table] if self.table is not None else []
+        tables += [e.table() for e in self.encoded]
         return [t for t in tables if t.num_rows]
 
 
@@ -717,11 +716,10 @@ def _journal_error(exc: OSError) -> Exception:
 def _prepare(jobs: list[_Job]) -> tuple[_Batch, list[tuple[_Job, Exception]]]:
     """The group as one batch, and the submissions that cannot go in it with their error
     (rows that do not convert, or without a value the log requires)."""
-    encoded = [j.rows for j in jobs if isinstance(j.rows, journals.EncodedEvents)]
     try:
         table = _group_table(jobs)
         check_required(table)
-        return _Batch(table, [d for j in jobs for d in j.dead], jobs=jobs, encoded=encoded), []
+        return _batch_of(jobs, table), []
     except Exception as exc:
         if len(jobs) == 1:
             return _Batch(None, [], jobs=[]), [(jobs[0], exc)]
@@ -732,9 +730,12 @@ def _prepare(jobs: list[_Job]) -> tuple[_Batch, list[tuple[_Job, Exception]]]:
             good.append(job)
         except Exception as exc:
             failed.append((job, exc))
-    table = _group_table(good)
-    encoded = [j.rows for j in good if isinstance(j.rows, journals.EncodedEvents)]
-    return _Batch(table, [d for j in good for d in j.dead], jobs=good, encoded=encoded), failed
+    return _batch_of(good, _group_table(good)), failed
+
+
+def _batch_of(jobs: list[_Job], table: pa.Table | None) -> _Batch:
+    encoded = [j.rows for j in jobs if isinstance(j.rows, journals.EncodedEvents)]
+    return _Batch(table, [d for j in jobs for d in j.dead], jobs=jobs, encoded=encoded)
 
 
 def check_required(table: pa.Table | None) -> None:
