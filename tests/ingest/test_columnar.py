@@ -109,6 +109,10 @@ VARIANTS = [
     {"context": {"consent": {"categoryPreferences": {"email": True}}}},
     {"properties": {"name": "caf\u00e9 \u2603"}},
     {"properties": {"note": "a \\u0041 escape"}},
+    {"properties": {"note": 'say "hi" C:\\temp'}},  # escapes, none of them \\u
+    {"traits": {}, "context": {}},
+    {"traits": None, "context": None, "properties": {"revenue": 1}},
+    {"context": {"page": {"title": "about traits"}, "note": "email"}},
     {},
 ]
 
