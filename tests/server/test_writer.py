@@ -247,3 +247,37 @@ def test_the_loader_checkpoints_a_big_wal_once_no_reader_is_open(store, seen_hoo
     wal = Path(str(store.path) + ".wal")
     assert not wal.exists() or wal.stat().st_size < 10_000  # what came after (run counters)
     assert len(_ids(store)) == 51
+
+
+def test_an_idle_checkpoint_merges_the_row_groups_checkpoints_under_load_left(store, seen_hooks):
+    """The server's checkpoints under load merge no row groups (`Tuning.vacuum_tasks = 0`):
+    each leaves a new one. Once the loader idles, a checkpoint merges them, however small the
+    WAL, and the setting is as it was after it."""
+    import time
+
+    def row_groups() -> int:
+        return store.execute(
+            "SELECT count(DISTINCT row_group_id) FROM pragma_storage_info('events')"
+        ).fetchall()[0][0]  # (all of it: an open result would hold its transaction)
+
+    store.execute("SET GLOBAL max_vacuum_tasks = 0")
+    writer = GroupCommitWriter(store, checkpoint_bytes=1, idle_checkpoint_bytes=1 << 40,
+                               idle_seconds=0.05, idle_vacuum_tasks=4).start()  # fmt: skip
+    try:
+        for load in range(4):  # four loads, each checkpointed: four row groups
+            writer.submit([_row(f"m{load}-{i}") for i in range(200)]).result(10)
+            assert writer.flush(10)
+        assert writer.stats.loader_checkpoints >= 3 and writer.stats.idle_checkpoints == 0
+        unmerged = row_groups()
+        assert unmerged >= 3
+        writer.checkpoint_bytes = None  # the last rows stay in the WAL, as under a real load
+        writer.submit([_row(f"last-{i}") for i in range(10)]).result(10)
+        deadline = time.monotonic() + 10
+        while writer.stats.idle_checkpoints == 0 and time.monotonic() < deadline:
+            time.sleep(0.02)
+    finally:
+        writer.stop()
+    assert writer.stats.idle_checkpoints == 1
+    assert row_groups() < unmerged
+    assert store.execute("SELECT current_setting('max_vacuum_tasks')").fetchone()[0] == 0
+    assert len(_ids(store)) == 810

@@ -103,17 +103,29 @@ class Store:
         except OSError:
             return 0
 
-    def checkpoint(self, wait: float = 2.0) -> bool:
+    def checkpoint(self, wait: float = 2.0, vacuum_tasks: int | None = None) -> bool:
         """Fold the WAL into the database file: a plain CHECKPOINT, run while the background
         writers are held off (`WriteGate`, at most `wait` seconds to get there). Returns False
-        when another transaction with changes was still running (try again later)."""
+        when another transaction with changes was still running (try again later).
+
+        `vacuum_tasks`: at most this many row-group merges in this checkpoint (DuckDB's
+        `max_vacuum_tasks`, a merge rewrites up to three row groups; None: the setting as it
+        is). The server checkpoints under load without them (`Tuning.vacuum_tasks`)."""
         with self.gate.exclusive(wait) as got:
             if not got:
                 return False
+            cur = self.cursor()
+            before = None
+            if vacuum_tasks is not None:
+                before = cur.execute("SELECT current_setting('max_vacuum_tasks')").fetchone()[0]
+                cur.execute(f"SET GLOBAL max_vacuum_tasks = {int(vacuum_tasks)}")
             try:
-                self.cursor().execute("CHECKPOINT")
+                cur.execute("CHECKPOINT")
             except duckdb.TransactionException:  # a request's write transaction, rarely
                 return False
+            finally:
+                if before is not None:
+                    cur.execute(f"SET GLOBAL max_vacuum_tasks = {int(before)}")
             return True
 
     def recent(self, key: str, seconds: float, compute: Callable[[], T]) -> T:
