@@ -227,7 +227,7 @@ def _parse_or_none(value):
 @given(st.lists(_NEAR_ISO, min_size=1, max_size=6))
 def test_timestamps_in_columns_equal_parse_time(values):
     bad = np.zeros(len(values), dtype=bool)
-    parsed = _times(tuple(values), bad).to_pylist()
+    parsed = _times(list(values), bad).tolist()
     for value, got, rejected in zip(values, parsed, bad, strict=True):
         expected = _parse_or_none(value)
         if rejected:
@@ -238,6 +238,6 @@ def test_timestamps_in_columns_equal_parse_time(values):
 
 def test_a_value_out_of_range_rejects_only_its_row():
     bad = np.zeros(3, dtype=bool)
-    parsed = _times(("2024-05-01T10:00:00Z", "2201-01-01T00:00:00Z", None), bad)
+    parsed = _times(["2024-05-01T10:00:00Z", "2201-01-01T00:00:00Z", None], bad)
     assert bad.tolist() == [False, True, False]
-    assert parsed.to_pylist() == [datetime(2024, 5, 1, 10), None, None]
+    assert parsed.tolist() == [datetime(2024, 5, 1, 10), None, None]
