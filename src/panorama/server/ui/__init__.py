@@ -209,7 +209,9 @@ def install(app: FastAPI, *, refresh_seconds: float = 30.0, keep_index: bool = T
             async with previous(app_) as state:
                 from panorama.server.ui.index import IndexKeeper
 
-                keeper = IndexKeeper(app_.state.panorama.store, refresh_seconds).start()
+                served = app_.state.panorama
+                keeper = IndexKeeper(served.store, refresh_seconds,
+                                     ingested=lambda: served.writer.stats.rows).start()  # fmt: skip
                 app_.state.panorama_index = keeper
                 try:
                     yield state

@@ -19,7 +19,8 @@ token into a read of one or two row groups:
 - `ui_index_meta`: when it was built, from what (a fingerprint of the log), how long it took.
 
 `ensure_index` rebuilds when the fingerprint changed; the server does it at start-up and then
-every `refresh_seconds` in a background thread, so new data shows up within a minute.
+every `refresh_seconds` in a background thread, so new data shows up within a minute - within
+five while the server ingests more than 10,000 events/s (`IndexKeeper`: a rebuild then waits).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -220,17 +222,35 @@ def ensure_index(store: Store, force: bool = False) -> IndexInfo:
 
 
 class IndexKeeper:
-    """Keeps the index fresh in a background thread of the server."""
+    """Keeps the index fresh in a background thread of the server.
 
-    def __init__(self, store: Store, refresh_seconds: float = 30.0):
+    A rebuild reads the whole log (~10 s of a core per million events), and while events
+    pour in, every refresh finds the log changed: under a sustained batch load on two cores
+    the rebuilds took ~7 µs of CPU per event ingested and 8-10% of the ingestion rate
+    (60-s runs, interleaved). So while the server ingests more than `busy_events_per_second`
+    (`ingested`: the writer's running count of rows), a rebuild waits - for at most
+    `max_deferral` seconds after the last one, then it runs anyway."""
+
+    def __init__(self, store: Store, refresh_seconds: float = 30.0, *,
+                 ingested: Callable[[], int] | None = None,
+                 busy_events_per_second: float = 10_000.0, max_deferral: float = 300.0,
+                 busy_check_seconds: float = 5.0):  # fmt: skip
         self.store = store
         self.refresh_seconds = refresh_seconds
+        self.ingested = ingested
+        self.busy_events_per_second = busy_events_per_second
+        self.max_deferral = max_deferral
+        self.busy_check_seconds = busy_check_seconds
+        self.deferrals = 0  # rebuilds put off because the server was busy ingesting
         self._stop = threading.Event()
         self._wake = threading.Event()
+        self._forced = False
         self._thread: threading.Thread | None = None
         self._cursor = None
         self.ready = threading.Event()
         self.last_error: str | None = None
+        self._checked_at = time.monotonic()  # the last rebuild, or check that none was needed
+        self._rate_from = (self._checked_at, ingested() if ingested else 0)
 
     def start(self) -> IndexKeeper:
         if self._thread is None:
@@ -239,17 +259,35 @@ class IndexKeeper:
         return self
 
     def refresh_now(self) -> None:
+        self._forced = True
         self._wake.set()
+
+    def _busy(self) -> bool:
+        """Ingesting faster than `busy_events_per_second` since the last look (and a rebuild
+        not yet overdue)."""
+        if self.ingested is None:
+            return False
+        now, rows = time.monotonic(), self.ingested()
+        since, before = self._rate_from
+        self._rate_from = (now, rows)
+        rate = (rows - before) / max(now - since, 1e-3)
+        return rate > self.busy_events_per_second and now - self._checked_at < self.max_deferral
 
     def _run(self) -> None:
         self._cursor = self.store.cursor()  # this thread's: `stop` interrupts a build on it
         while not self._stop.is_set():
             pause = self.refresh_seconds
+            forced, self._forced = self._forced, False
             try:
-                built = ensure_index(self.store)
-                self.last_error = None
-                # a big log: rebuilding costs CPU that ingestion needs; at most 10% of the time
-                pause = max(pause, 10 * built.seconds)
+                if self.ready.is_set() and not forced and self._busy():
+                    self.deferrals += 1
+                    pause = self.busy_check_seconds
+                else:
+                    built = ensure_index(self.store)
+                    self._checked_at = time.monotonic()
+                    self.last_error = None
+                    # a big log: rebuilding costs CPU that ingestion needs; at most 10% of the time
+                    pause = max(pause, 10 * built.seconds)
             except Exception as exc:  # keep serving the previous index
                 if self._stop.is_set():  # interrupted by `stop`: the build is rolled back
                     break
