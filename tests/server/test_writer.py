@@ -208,6 +208,27 @@ def test_stop_commits_what_is_queued_then_refuses(store, journal, seen_hooks):
         writer.submit([_row("late")])
 
 
+def test_a_small_group_waits_for_requests_on_their_way_a_large_one_does_not(store, seen_hooks):
+    import time
+
+    writer = GroupCommitWriter(store, busy_linger=1.5, busy_linger_rows=50).start()
+    try:
+        writer.incoming = 1  # a request is being validated: its rows are on their way
+        small = writer.submit([_row("s1")])
+        time.sleep(0.2)
+        later = writer.submit([_row("s2")])
+        # one group, one fsync: the single row waited for the second
+        assert small.result(10).group_rows == later.result(10).group_rows == 2
+        large = writer.submit([_row(f"b{i}") for i in range(60)])
+        # 60 rows >= busy_linger_rows: journaled at once, not after the 1.5 s linger
+        assert large.result(1.0).group_rows == 60
+    finally:
+        writer.incoming = 0
+        writer.stop()
+    assert writer.stats.journal_writes == 2
+    assert len(_ids(store)) == 62
+
+
 def test_idle_checkpoint_folds_the_wal(store, journal, seen_hooks):
     import time
     from pathlib import Path

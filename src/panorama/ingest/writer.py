@@ -162,6 +162,7 @@ class GroupCommitWriter:
         max_backlog_rows: int = 500_000,
         linger: float = 0.0,
         busy_linger: float = 0.002,
+        busy_linger_rows: int = 500,
         run_hooks: bool = True,
         stats_every: float = 1.0,
         idle_checkpoint_bytes: int | None = 16 * 1024 * 1024,
@@ -182,7 +183,13 @@ class GroupCommitWriter:
         # Acknowledged but not loaded: above this the writer waits for the loader (memory).
         self.max_backlog_rows = max_backlog_rows
         self.linger = linger
+        # With requests on their way (`incoming`), a group waits `busy_linger` for them: a
+        # group costs one fsync whatever its size. Not a group of `busy_linger_rows` or more
+        # (a few batch requests): its fsync is shared enough, and the wait only lengthened
+        # every batch request (8 connections of batches of 100: +5.7% events/s without it,
+        # 12 interleaved pairs of 10-s runs).
         self.busy_linger = busy_linger
+        self.busy_linger_rows = busy_linger_rows
         # At most one load per this many seconds: a load costs ~10 ms of CPU whatever its
         # size, part of it holding the GIL the event loop needs (what arrives meanwhile waits
         # in the journal and goes into the next load).
@@ -353,7 +360,8 @@ class GroupCommitWriter:
                 job = self._queue.get_nowait()
             except queue.Empty:
                 wait = deadline - time.monotonic() if deadline else 0.0
-                if wait <= 0 and self.busy_linger and not deadline and (len(jobs) > 1 or self.incoming > 0):
+                if (wait <= 0 and self.busy_linger and not deadline and count < self.busy_linger_rows
+                        and (len(jobs) > 1 or self.incoming > 0)):  # fmt: skip
                     # Concurrent submitters (or requests being validated right now): a group
                     # costs one fsync whatever its size, so wait a moment for the requests
                     # already on their way.
