@@ -1,6 +1,7 @@
 """HTTP ingestion benchmark: `panorama serve` under a bounded loopback load, beside a bare ceiling.
 
-    .venv/bin/python bench/ingest_http.py [--duration 5] [--connections 8] [--single-connections 32]
+    .venv/bin/python bench/ingest_http.py [--duration 5] [--connections 8] [--single-connections 64]
+                                          [--sustained 60]
 
 Starts `panorama serve` on a fresh project (durable group commits, as in production) and,
 for the ceiling, a bare endpoint on the same server stack (uvicorn + httptools + uvloop)
@@ -11,10 +12,14 @@ the 2-core box as little as possible and never shares the server's GIL) runs, ag
   batch    closed loop, batches of 100 events of ~1 KB, N connections
   single   closed loop, one event per request, M connections
   half     open loop at half the measured maximum (batches, then singles): p99 latency
+  sustained  (--sustained S) batches as above for S seconds, with the rate of every 10-s window
+           and the time until all of it is queryable: does the loader keep up
 
 and prints events/s, requests/s, p50/p99 latency, the server's peak RSS and CPU (with its
 validation processes), the time until
-accepted events are queryable (via GET /v1/status), and the ratio to the ceiling.
+accepted events are queryable (via GET /v1/status), and the ratio to the ceiling. It also
+prints how long a fixed pure-Python loop took on this machine at the start (its speed drifts
+by tens of percent between runs: compare runs by it and by the ceiling).
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ import orjson
 ROOT = Path(__file__).resolve().parent.parent
 PANORAMA = Path(sys.executable).parent / "panorama"
 BATCH_SIZE = 100
+WINDOW = 10.0  # seconds per window of the sustained run's rates
 
 # -- the bare ceiling: parse and discard ---------------------------------------------------------
 
@@ -208,6 +214,7 @@ async def _connection(host, port, requests: Requests, stop_at: float, interval: 
                       start_at: float, latencies: list, errors: list) -> None:  # fmt: skip
     reader, writer = await asyncio.open_connection(host, port)
     next_send = start_at
+    done = latencies.append
     try:
         while True:
             now = time.perf_counter()
@@ -224,7 +231,7 @@ async def _connection(host, port, requests: Requests, stop_at: float, interval: 
             head = await reader.readuntil(b"\r\n\r\n")
             length = int(_CL.search(head).group(1))
             body = await reader.readexactly(length)
-            latencies.append(time.perf_counter() - t0)
+            done((t0, time.perf_counter() - t0))
             if head[9:12] != b"200":
                 errors.append(head[9:12].decode() + " " + body[:200].decode(errors="replace"))
     finally:
@@ -258,9 +265,16 @@ def run_load(url: str, key: str, batch: bool, connections: int, duration: float,
         return time.perf_counter() - start
 
     elapsed = asyncio.run(main())
-    latencies.sort()
+    window_counts: dict[int, int] = {}
+    first = min((t for t, _ in latencies), default=0.0)
+    for t, _ in latencies:
+        w = int((t - first) // WINDOW)
+        window_counts[w] = window_counts.get(w, 0) + 1
+    whole = [window_counts.get(w, 0) * requests.events / WINDOW for w in range(int(elapsed // WINDOW))]
+    latencies = sorted(d for _, d in latencies)
     n = len(latencies)
     return {
+        "windows_events_s": whole,
         "requests": n,
         "events": n * requests.events,
         "seconds": elapsed,
@@ -327,6 +341,15 @@ def prefill(directory: Path, events: int) -> float:
     return time.perf_counter() - started
 
 
+def calibration_seconds() -> float:
+    """Seconds for a fixed pure-Python loop (10M additions): this machine's speed right now."""
+    started = time.perf_counter()
+    x = 0
+    for i in range(10_000_000):
+        x += i
+    return time.perf_counter() - started
+
+
 def status(url: str, key: str) -> dict:
     return httpx.get(url + "/v1/status", auth=(key, ""), timeout=10).json()
 
@@ -375,12 +398,15 @@ def main() -> None:
         default=64,
         help="concurrent connections for single events",
     )
+    parser.add_argument("--sustained", type=float, default=0.0,
+                        help="then S seconds of batches alone, with the rate per 10-s window (default: none)")  # fmt: skip
     parser.add_argument("--keep", action="store_true", help="keep the temporary project")
     parser.add_argument("--prefill", type=int, default=0,
                         help="events already in the log when the server starts (default 0)")  # fmt: skip
     args = parser.parse_args()
 
     load_before = f"{os.getloadavg()[0]:.2f}"
+    calibration = calibration_seconds()
     work = Path(tempfile.mkdtemp(prefix="panorama-bench-"))
     pool = ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn"))
     procs: list[subprocess.Popen] = []
@@ -420,6 +446,15 @@ def main() -> None:
         # and a fresh batch: time from its 200 to being counted
         fresh = pool.submit(run_load, url, key, True, 1, 0.2, None, "q").result()
         delay_fresh = queryable_delay(url, key, expected + fresh["events"])
+        sustained = None
+        if args.sustained:
+            before = cpu_seconds(server.pid)
+            sustained = pool.submit(
+                run_load, url, key, True, args.connections, args.sustained, None, "sus"
+            ).result()
+            sustained["cpu_us"] = (cpu_seconds(server.pid) - before) / max(sustained["events"], 1) * 1e6
+            expected += fresh["events"] + sustained["events"]
+            sustained["queryable_s"] = queryable_delay(url, key, expected, timeout=60)
         stats = status(url, key)
         rss = peak_rss_mb(server.pid)
         server.send_signal(signal.SIGINT)
@@ -436,7 +471,8 @@ def main() -> None:
           f"{os.getloadavg()[0]:.2f} after: other processes share them), {args.duration:.0f} s per scenario; "
           f"{ceiling['batch']['body_bytes'] // BATCH_SIZE} B per event, batches of {BATCH_SIZE}")  # fmt: skip
     print(f"connections: {args.connections} (batches), {args.single_connections} (single events); "
-          "the load generator is a separate process on the same 2 cores\n")  # fmt: skip
+          "the load generator is a separate process on the same 2 cores")  # fmt: skip
+    print(f"machine speed: a pure-Python loop of 10M additions took {calibration:.2f} s before the runs\n")
     header = (f"{'scenario':<28}{'events/s':>10}{'req/s':>9}{'p50 ms':>8}{'p99 ms':>8}{'max ms':>8}"
               f"{'errors':>7}{'server CPU µs/event':>21}")  # fmt: skip
     print(header)
@@ -458,10 +494,20 @@ def main() -> None:
     w = stats["writer"]
     print(f"server peak RSS: {rss:,.0f} MB; startup {startup:.1f} s; server CPU {panorama_cpu:.1f} s "
           f"(ceiling {ceiling_cpu:.1f} s)")  # fmt: skip
-    print(f"group commits: {w['commits']:,} for {w['rows']:,} rows (mean {w['rows'] / max(w['commits'], 1):,.0f}, "
-          f"max {w['max_group_rows']:,}); slowest commit {w['max_commit_ms']:.0f} ms")  # fmt: skip
+    print(f"journal writes (one fsync per group of requests): {w['journal_writes']:,}, largest group "
+          f"{w['max_group_rows']:,} rows, slowest {w['max_journal_ms']:.0f} ms")  # fmt: skip
+    print(f"loads into DuckDB: {w['commits']:,} for {w['rows']:,} rows (mean {w['rows'] / max(w['commits'], 1):,.0f}), "
+          f"slowest {w['max_commit_ms']:.0f} ms; checkpoints {w['checkpoints']} (failed tries {w['checkpoint_retries']}), "
+          f"WAL {w['wal_bytes'] / 2**20:.0f} MB at the end")  # fmt: skip
     print(f"queryable after acceptance: {delay * 1000:.0f} ms for the whole load (counted {stats['events']:,}), "
           f"{delay_fresh * 1000:.0f} ms for a fresh batch (200 = committed)")  # fmt: skip
+    if sustained:
+        windows = sustained["windows_events_s"]
+        print(f"sustained batches, {args.sustained:.0f} s: {sustained['events_s']:,.0f} events/s "
+              f"(10-s windows: {', '.join(f'{x / 1000:.1f}k' for x in windows)}), p50 {sustained['p50_ms']:.1f} ms, "
+              f"p99 {sustained['p99_ms']:.1f} ms, max {sustained['max_ms']:.0f} ms, errors {sustained['errors']}, "
+              f"server CPU {sustained['cpu_us']:.1f} µs/event; all of it queryable {sustained['queryable_s']:.2f} s "
+              "after its last 200")  # fmt: skip
     targets = [
         ("≥ 50,000 events/s in batches of 100", panorama["batch"]["events_s"] >= 50_000),
         ("≥ 5,000 single-event requests/s", panorama["single"]["req_s"] >= 5_000),
@@ -469,6 +515,9 @@ def main() -> None:
         ("p99 < 50 ms at half max (single)", panorama["half_single"]["p99_ms"] < 50),
         ("queryable ≤ 2 s after acceptance", max(delay, delay_fresh) <= 2),
     ]
+    if sustained:
+        targets.append((f"≥ 50,000 events/s sustained for {args.sustained:.0f} s", sustained["events_s"] >= 50_000))
+        targets.append(("queryable ≤ 2 s after the sustained load", sustained["queryable_s"] <= 2))
     print("targets: " + "; ".join(f"{name}: {'met' if ok else 'NOT met'}" for name, ok in targets))
 
 

@@ -118,3 +118,38 @@ def test_a_pass_may_nest_and_never_waits_for_itself():
         assert not got
     with gate.exclusive(0.1) as got:  # all released
         assert got
+
+
+def test_a_thread_that_read_one_row_and_idles_does_not_stop_checkpoints(store):
+    """`one()` reads a result to its end: `fetchone()` left the event loop's cursor inside its
+    transaction, and every CHECKPOINT after the next committed UPDATE failed until that
+    thread's next statement (in the server: never, under load - the WAL grew 2 GB a minute)."""
+    from panorama.store import one
+
+    read = threading.Thread(target=lambda: one(store.cursor().execute("SELECT v FROM state WHERE k = ?", [3])))
+    read.start()
+    read.join()
+    assert store.scalar("SELECT count(*) FROM state WHERE k < ?", [10]) == 10  # this thread too
+    store.cursor().execute("UPDATE state SET v = v + 1 WHERE k = 1")
+    _load(store, 1000)
+    assert store.checkpoint(wait=1)
+
+    # what it guards against, so the test keeps meaning it: a half-read result does stop it
+    half = store.con.cursor()
+    half.execute("SELECT v FROM state WHERE k < 10").fetchone()  # on purpose
+    store.cursor().execute("UPDATE state SET v = v + 1 WHERE k = 2")
+    assert not store.checkpoint(wait=1)
+    half.close()
+    assert store.checkpoint(wait=1)
+
+
+def test_no_module_reads_a_result_in_part():
+    """`fetchone()` is banned in the package (see `panorama.store.one`)."""
+    from pathlib import Path
+
+    import panorama
+
+    offenders = [f"{path}:{n}" for path in Path(panorama.__file__).parent.rglob("*.py")
+                 for n, line in enumerate(path.read_text().splitlines(), 1)
+                 if ".fetchone()" in line and "fetchone() /" not in line]  # fmt: skip
+    assert offenders == [], "use panorama.store.one(result) instead of .fetchone(): " + ", ".join(offenders)

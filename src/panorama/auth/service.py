@@ -16,18 +16,18 @@ from collections import deque
 from panorama.auth import audit, sessions, tokens, users
 from panorama.auth.policy import ROLES, Masker, Principal
 from panorama.ingest.log import utcnow
-from panorama.store import Store
+from panorama.store import Store, one
 
 PSEUDONYM_SECRET = "pseudonym_key"
 
 
 def project_secret(store: Store, name: str) -> bytes:
     """A random per-project secret, created on first use."""
-    row = store.execute("SELECT value FROM auth_secrets WHERE name = ?", [name]).fetchone()
+    row = one(store.execute("SELECT value FROM auth_secrets WHERE name = ?", [name]))
     if row is None:
         store.execute("INSERT INTO auth_secrets (name, value, created_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
                       [name, secrets.token_hex(32), utcnow()])
-        row = store.execute("SELECT value FROM auth_secrets WHERE name = ?", [name]).fetchone()
+        row = one(store.execute("SELECT value FROM auth_secrets WHERE name = ?", [name]))
     return bytes.fromhex(row[0])
 
 

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 
 from panorama.auth.users import User
 from panorama.ingest.log import utcnow
-from panorama.store import Store
+from panorama.store import Store, one
 
 SESSION_LIFETIME = timedelta(hours=12)
 
@@ -48,13 +48,13 @@ def create_session(store: Store, user: User, ip: str | None = None, user_agent: 
 
 def get_session(store: Store, session_id: str) -> Session | None:
     """The live session (not expired, not revoked, user active), or None."""
-    row = store.execute(
+    row = one(store.execute(
         """SELECT s.session_hash, s.user_id, u.username, u.display_name, u.role, s.csrf_token, s.expires_at
            FROM auth_sessions s JOIN auth_users u USING (user_id)
            WHERE s.session_hash = ? AND s.revoked_at IS NULL AND u.disabled_at IS NULL
              AND s.expires_at > ?""",
         [hash_session(session_id), utcnow()],
-    ).fetchone()
+    ))
     return Session(*row) if row else None
 
 

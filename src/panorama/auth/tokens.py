@@ -11,7 +11,7 @@ from datetime import datetime
 
 from panorama.auth.policy import role as check_role
 from panorama.ingest.log import utcnow
-from panorama.store import Store
+from panorama.store import Store, one
 
 TOKEN_PREFIX = "pat_"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,63}$")
@@ -68,7 +68,7 @@ def list_tokens(store: Store, include_revoked: bool = True) -> list[ApiToken]:
 
 
 def revoke_token(store: Store, token_id: str) -> ApiToken:
-    row = store.execute(f"SELECT {_COLS} FROM auth_tokens WHERE token_id = ?", [token_id]).fetchone()
+    row = one(store.execute(f"SELECT {_COLS} FROM auth_tokens WHERE token_id = ?", [token_id]))
     if row is None:
         raise TokenError(f"no API token with id {token_id!r} (see `panorama tokens list`)")
     record = ApiToken(*row)
@@ -83,7 +83,7 @@ def lookup_token(store: Store, token: str) -> ApiToken | None:
     """The active token's record, or None (unknown or revoked)."""
     if not token.startswith(TOKEN_PREFIX):
         return None
-    row = store.execute(
+    row = one(store.execute(
         f"SELECT {_COLS} FROM auth_tokens WHERE token_hash = ? AND revoked_at IS NULL", [hash_token(token)]
-    ).fetchone()
+    ))
     return ApiToken(*row) if row else None

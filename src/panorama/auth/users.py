@@ -13,7 +13,7 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 
 from panorama.auth.policy import role as check_role
 from panorama.ingest.log import utcnow
-from panorama.store import Store
+from panorama.store import Store, one
 
 _hasher = PasswordHasher()  # argon2id, the library's (RFC 9106 low-memory) defaults
 _USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
@@ -74,10 +74,10 @@ def create_user(store: Store, username: str, role: str, password: str,
 
 
 def get_user(store: Store, username_or_id: str) -> User | None:
-    row = store.execute(
+    row = one(store.execute(
         f"SELECT {_COLS} FROM auth_users WHERE username = ? OR user_id = ?",
         [username_or_id, username_or_id],
-    ).fetchone()
+    ))
     return User(*row) if row else None
 
 
@@ -121,9 +121,9 @@ def set_password(store: Store, username: str, password: str) -> None:
 
 def authenticate(store: Store, username: str, password: str) -> User | None:
     """The active user with this name and password, else None (same cost either way)."""
-    row = store.execute(
+    row = one(store.execute(
         f"SELECT {_COLS}, password_hash FROM auth_users WHERE username = ?", [username]
-    ).fetchone()
+    ))
     stored = row[-1] if row else _DUMMY_HASH
     try:
         _hasher.verify(stored, password)

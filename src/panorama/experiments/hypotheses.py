@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from panorama.store import Store
+from panorama.store import Store, one
 
 STATUSES = ("backlog", "running", "won", "lost", "inconclusive", "dropped")
 
@@ -28,11 +28,11 @@ def _score(name: str, value: int) -> int:
 def add(store: Store, title: str, impact: int, confidence: int, ease: int, description: str | None = None) -> dict:
     if not title.strip():
         raise HypothesisError("title: give the hypothesis (e.g. 'a one-page checkout lifts conversion')")
-    row = store.execute(
+    row = one(store.execute(
         "INSERT INTO hypotheses (title, description, impact, confidence, ease, created_at, updated_at) "
         "VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
         [title.strip(), description, _score("impact", impact), _score("confidence", confidence),
-         _score("ease", ease), _now(), _now()]).fetchone()  # fmt: skip
+         _score("ease", ease), _now(), _now()]))  # fmt: skip
     return get(store, int(row[0]))
 
 

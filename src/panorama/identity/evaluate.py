@@ -15,6 +15,8 @@ from pathlib import Path
 
 import duckdb
 
+from panorama.store import one
+
 
 @dataclass
 class PairScores:
@@ -55,10 +57,10 @@ def score_tables(con: duckdb.DuckDBPyConnection, predicted: str, truth: str) -> 
           USING (source, record_id)
         """
     )
-    missing_pred, missing_truth = con.execute(
+    missing_pred, missing_truth = one(con.execute(
         "SELECT count(*) FILTER (WHERE profile_id IS NULL), count(*) FILTER (WHERE person_id IS NULL) FROM _eval"
-    ).fetchone()
-    row = con.execute(
+    ))
+    row = one(con.execute(
         """
         WITH e AS (SELECT * FROM _eval WHERE profile_id IS NOT NULL AND person_id IS NOT NULL),
         cell AS (SELECT count(*)::HUGEINT AS n FROM e GROUP BY profile_id, person_id),
@@ -70,7 +72,7 @@ def score_tables(con: duckdb.DuckDBPyConnection, predicted: str, truth: str) -> 
                (SELECT coalesce(sum(n * (n - 1) / 2), 0) FROM pred),
                (SELECT coalesce(sum(n * (n - 1) / 2), 0) FROM cell)
         """
-    ).fetchone()
+    ))
     con.execute("DROP TABLE _eval")
     rows, n_pred, n_true, true_pairs, pred_pairs, correct = (int(x) for x in row)
     precision = correct / pred_pairs if pred_pairs else 1.0

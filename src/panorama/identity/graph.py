@@ -46,6 +46,7 @@ from panorama.identity.normalize import (
     split_full_name,
 )
 from panorama.identity.rules import Rules
+from panorama.store import one
 from panorama.store.schema import CURRENT_RECORDS
 
 Progress = Callable[[str, int, int], None]
@@ -288,9 +289,9 @@ class Resolution:
     def _fill_cache(self) -> None:
         cur = self.cur
         fingerprint = self.normalizer.fingerprint()
-        row = cur.execute(
+        row = one(cur.execute(
             "SELECT value FROM identity_state WHERE key = 'norm_fingerprint'"
-        ).fetchone()
+        ))
         if row is None or row[0] != fingerprint:
             cur.execute("DELETE FROM identity_norm")
             cur.execute(
@@ -715,12 +716,12 @@ class Resolution:
             """
         )
         s = self.stats
-        s.nodes, s.shared = cur.execute(
+        s.nodes, s.shared = one(cur.execute(
             "SELECT count(*), count(*) FILTER (WHERE status = 'shared') FROM _out_nodes"
-        ).fetchone()
-        s.links, s.refused = cur.execute(
+        ))
+        s.links, s.refused = one(cur.execute(
             "SELECT count(*) FILTER (WHERE accepted), count(*) FILTER (WHERE NOT accepted) FROM _out_edges"
-        ).fetchone()
+        ))
         self.timer.lap("outputs")
 
     def run(self, never) -> None:

@@ -22,6 +22,8 @@ import duckdb
 import orjson
 import pyarrow as pa
 
+from panorama.store import one
+
 MAX_EVIDENCE_IDENTIFIERS = 50
 
 
@@ -62,9 +64,9 @@ def _assign_fresh(cur: duckdb.DuckDBPyConnection) -> Assignment | None:
     """The first resolution of a store (no profile ids yet), in SQL: every cluster takes the id
     derived from its earliest member, as `assign` would give it. None when the store has ids
     already, or when two clusters would take one id (`assign` salts those)."""
-    if cur.execute(
+    if one(cur.execute(
         "SELECT EXISTS (SELECT 1 FROM identity_profiles) OR EXISTS (SELECT 1 FROM identity_nodes)"
-    ).fetchone()[0]:
+    ))[0]:
         return None
     cur.execute(
         f"""
@@ -73,9 +75,9 @@ def _assign_fresh(cur: duckdb.DuckDBPyConnection) -> Assignment | None:
         FROM ({_CLUSTER_FIRST})
         """
     )
-    clusters, distinct = cur.execute(
+    clusters, distinct = one(cur.execute(
         "SELECT count(*), count(DISTINCT profile_id) FROM _fresh"
-    ).fetchone()
+    ))
     if clusters != distinct:  # a missing first member (NULL id) or two clusters on one id
         return None
     cur.execute("CREATE OR REPLACE TEMP TABLE _assign AS SELECT cluster, profile_id FROM _fresh ORDER BY cluster")

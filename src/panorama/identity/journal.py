@@ -23,7 +23,7 @@ from panorama.config import Project
 from panorama.identity.normalize import Normalizer
 from panorama.identity.rules import Rules
 from panorama.ingest.log import utcnow
-from panorama.store import Store
+from panorama.store import Store, one
 
 
 class SplitError(Exception):
@@ -63,10 +63,10 @@ def merge_entries(store: Store, profile_id: str) -> list[tuple]:
 def split_merge(store: Store, project: Project, journal_id: int) -> SplitResult:
     """Undo the merge recorded in journal entry `journal_id`."""
     _require_unified(store)
-    row = store.execute(
+    row = one(store.execute(
         "SELECT action, profile_id, other_id, CAST(evidence AS VARCHAR), undone_by FROM identity_journal WHERE id = ?",
         [journal_id],
-    ).fetchone()
+    ))
     if row is None:
         raise SplitError(
             f"no journal entry {journal_id}; `panorama profile history ID` lists a profile's merges"
@@ -147,11 +147,11 @@ def _split(store: Store, project: Project, current: str, restore: str | None, si
         return [{"type": t, "value": v} for t, v in pairs]
 
     with store.transaction() as tx:
-        never_id = tx.execute(
+        never_id = one(tx.execute(
             "INSERT INTO identity_never_merge (created_at, a_identifiers, b_identifiers, journal_id, reason) "
             "VALUES (?, ?, ?, ?, ?) RETURNING id",
             [now, ident_list(side_a), ident_list(side_b), journal_id, reason],
-        ).fetchone()[0]
+        ))[0]
         if restore is not None:
             # the absorbed side takes its old id back: its identifiers vote for it
             tx.register("_split_side", pa.table({"type": pa.array([t for t, _ in side_a], pa.string()),
@@ -178,11 +178,11 @@ def _split(store: Store, project: Project, current: str, restore: str | None, si
         split_off = after[0][0] if after else None
         evidence = {"undoes": journal_id, "never_merge": never_id, "reason": reason,
                     "split_off_identifiers": ident_list(side_a)[:50], "kept_identifiers": ident_list(side_b)[:50]}  # fmt: skip
-        entry = tx.execute(
+        entry = one(tx.execute(
             "INSERT INTO identity_journal (occurred_at, action, profile_id, other_id, rule, evidence, origin) "
             "VALUES (?, 'split', ?, ?, ?, ?, 'admin') RETURNING id",
             [now, current, split_off, reason, orjson.dumps(evidence).decode()],
-        ).fetchone()[0]
+        ))[0]
         if journal_id is not None:
             tx.execute(
                 "UPDATE identity_journal SET undone_by = ? WHERE id = ?", [entry, journal_id]

@@ -36,6 +36,7 @@ from panorama.identity.normalize import (
     normalize_postcode,
     split_full_name,
 )
+from panorama.store import one
 from panorama.store.schema import CURRENT_RECORDS
 
 log = logging.getLogger("panorama.identity")
@@ -505,4 +506,4 @@ def score_pairs(cur: duckdb.DuckDBPyConnection, project: Project, db_api=None, l
     )
     cur.unregister("_splink_pairs")
     cur.unregister("_splink_people")
-    return cur.execute("SELECT count(*) FROM _in_splink").fetchone()[0]
+    return one(cur.execute("SELECT count(*) FROM _in_splink"))[0]

@@ -39,7 +39,7 @@ from panorama.identity.graph import (
 from panorama.identity.ids import apply, assign
 from panorama.ingest import hooks
 from panorama.ingest.log import utcnow
-from panorama.store import Store
+from panorama.store import Store, one
 
 log = logging.getLogger("panorama.identity")
 
@@ -217,8 +217,8 @@ def apply_events(
                       AND x.birth_date IS NOT DISTINCT FROM o.birth_date)
                 """
             )
-            new_sigs = tx.execute("SELECT count(*) FROM _rt_new").fetchone()[0]
-            new_obs = tx.execute("SELECT count(*) FROM _rt_obs").fetchone()[0]
+            new_sigs = one(tx.execute("SELECT count(*) FROM _rt_new"))[0]
+            new_obs = one(tx.execute("SELECT count(*) FROM _rt_obs"))[0]
             stats.new_signatures += new_sigs
             if not new_sigs and not new_obs:
                 return Change()

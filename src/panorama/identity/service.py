@@ -19,7 +19,7 @@ from panorama.identity.graph import (
 )
 from panorama.identity.ids import apply, assign
 from panorama.ingest.log import utcnow
-from panorama.store import Store
+from panorama.store import Store, one
 
 Progress = Callable[[str, int, int], None]
 
@@ -78,9 +78,9 @@ def unify(
         )
         normalise_observations(cur, "_person", config.default_region)
         cur.execute("DROP TABLE _person")
-        stats.members, stats.sigs = cur.execute(
+        stats.members, stats.sigs = one(cur.execute(
             "SELECT sum(members), count(*) FROM _in_sigs"
-        ).fetchone()
+        ))
         timer.lap("read")
 
         resolution = Resolution(

@@ -30,6 +30,8 @@ from pathlib import Path
 import duckdb
 import numpy as np
 
+from panorama.store import one
+
 # Ids committed lately, kept exactly (two generations of this many): an SDK retries within
 # seconds or minutes, so its duplicates are found without scanning the log.
 RECENT_IDS = 100_000
@@ -116,9 +118,9 @@ _loading = threading.Lock()
 
 
 def _database_path(cur: duckdb.DuckDBPyConnection) -> str:
-    row = cur.execute(
+    row = one(cur.execute(
         "SELECT path FROM duckdb_databases() WHERE database_name = current_database()"
-    ).fetchone()
+    ))
     return row[0] if row and row[0] else ""
 
 
@@ -186,9 +188,9 @@ def insert_new_events(
                 if repeated
                 else ""
             )
-            loaded = cur.execute(
+            loaded = one(cur.execute(
                 f"INSERT INTO events ({columns}) SELECT {columns} FROM _ev_stage {where} {first}"
-            ).fetchone()[0]
+            ))[0]
             seen.add(hashes)
             return int(loaded)
         finally:

@@ -25,7 +25,7 @@ from panorama.ingest.log import DeadLetter, append_dead_letters, append_events, 
 from panorama.ingest.readers import LINE, Chunk, ReadError
 from panorama.ingest.segment import EVENT_COLUMNS, MessageError, normalize_message
 from panorama.modules import optional_import
-from panorama.store import Store
+from panorama.store import Store, one
 from panorama.store.schema import NUMERIC_PROPERTIES, PROMOTED_PROPERTIES
 
 Progress = Callable[[int, int], None]  # (rows done, rows expected)
@@ -192,7 +192,7 @@ def _plan(name: str, source: SourceConfig, columns: list[str], file: str) -> _Pl
 
 
 def _insert_records(cur: duckdb.DuckDBPyConnection, name: str, file: str, now) -> int:
-    return cur.execute(
+    return one(cur.execute(
         f"""
         INSERT OR IGNORE INTO records
             (source, record_id, row_hash, ts, ingested_at, identifiers, attributes, data, file, line)
@@ -201,7 +201,7 @@ def _insert_records(cur: duckdb.DuckDBPyConnection, name: str, file: str, now) -
         FROM _checked WHERE _reason IS NULL
         """,
         [now],
-    ).fetchone()[0]
+    ))[0]
 
 
 def _insert_events(cur: duckdb.DuckDBPyConnection, name: str, file: str, now) -> int:
@@ -301,7 +301,7 @@ class _Loader:
                     _guard.screen_checked(tx, self.store, "_seg_checked", "_screen")
                     rows, _ = _guard.screen_rows(self.store, rows)
                     bad = _guard.screen_raw(self.store, bad, _guard.dead_letter_pairs)
-                fast = tx.execute("SELECT count(*) FROM _seg_checked").fetchone()[0]
+                fast = one(tx.execute("SELECT count(*) FROM _seg_checked"))[0]
                 columns = ", ".join(f'"{c}"' for c in EVENT_COLUMNS)
                 fast_rows = f"SELECT * EXCLUDE (_eligible, _screen), {_lit(self.file)} AS file FROM _seg_checked"
                 if rows:  # in line order, so that a message id's first line wins as on the Python path

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from panorama.ingest.log import utcnow
-from panorama.store import Store
+from panorama.store import Store, one
 
 KEY_PREFIX = "pk_"
 _SOURCE_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -69,9 +69,9 @@ def list_keys(store: Store, include_revoked: bool = True) -> list[WriteKey]:
 
 def revoke_key(store: Store, key_id: str) -> WriteKey:
     """Revoke a key by id; revoking a revoked key is an error that says when it was revoked."""
-    row = store.execute(
+    row = one(store.execute(
         "SELECT id, source, prefix, created_at, revoked_at FROM write_keys WHERE id = ?", [key_id]
-    ).fetchone()
+    ))
     if row is None:
         raise WriteKeyError(f"no write key with id {key_id!r} (see `panorama keys list`)")
     record = WriteKey(*row)

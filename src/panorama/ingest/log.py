@@ -15,6 +15,7 @@ import duckdb
 import pyarrow as pa
 
 from panorama.ingest.segment import EVENT_COLUMNS
+from panorama.store import one
 from panorama.store.schema import PROMOTED_PROPERTIES
 
 IDENTIFIER_TYPE = pa.list_(pa.struct([("type", pa.string()), ("value", pa.string())]))
@@ -119,7 +120,7 @@ def insert_dead_letters(cur: duckdb.DuckDBPyConnection, name: str, table: pa.Tab
     """Insert a table with `_DEAD_SCHEMA`'s columns, skipping file lines already dead-lettered."""
     cur.register(name, table)
     try:
-        result = cur.execute(
+        result = one(cur.execute(
             f"""
             INSERT INTO dead_letters (source, file, line, field, reason, raw, received_at)
             SELECT source, file, line, field, reason, raw, received_at FROM {name} n
@@ -129,7 +130,7 @@ def insert_dead_letters(cur: duckdb.DuckDBPyConnection, name: str, table: pa.Tab
                   AND d.file = n.file AND d.line IS NOT DISTINCT FROM n.line
                   AND d.raw IS NOT DISTINCT FROM n.raw)
             """
-        ).fetchone()
+        ))
     finally:
         cur.unregister(name)
     return int(result[0]) if result else 0

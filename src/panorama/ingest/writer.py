@@ -46,7 +46,7 @@ from panorama.ingest.log import (
     utcnow,
 )
 from panorama.ingest.segment import EVENT_COLUMNS
-from panorama.store import Store
+from panorama.store import Store, one
 
 log = logging.getLogger("panorama.writer")
 
@@ -696,10 +696,10 @@ class GroupCommitWriter:
                 continue
             run.dirty = False
             if run.run_id is None:
-                run.run_id = cur.execute(
+                run.run_id = one(cur.execute(
                     "INSERT INTO ingest_runs (source, file, started_at) VALUES (?, 'http', ?) RETURNING id",
                     [source, stamp],
-                ).fetchone()[0]
+                ))[0]
             cur.execute(
                 "UPDATE ingest_runs SET finished_at = ?, rows_read = ?, rows_loaded = ?, "
                 "rows_duplicate = ?, rows_rejected = ? WHERE id = ?",

@@ -26,7 +26,7 @@ import itertools
 from datetime import datetime
 
 from panorama.config import JourneysConfig
-from panorama.store import Store
+from panorama.store import Store, one
 
 _tmp_ids = itertools.count(1)
 START, END = "(start)", "(end)"
@@ -309,4 +309,4 @@ def export_event_log(store: Store, jc: JourneysConfig, path: str, fmt: str = "cs
     options = "FORMAT CSV, HEADER" if fmt == "csv" else "FORMAT PARQUET"
     cur = store.cursor()
     cur.execute(f"COPY ({sql}) TO {_lit(str(path))} ({options})")
-    return int(cur.execute(f"SELECT count(*) FROM ({sql})").fetchone()[0])
+    return int(one(cur.execute(f"SELECT count(*) FROM ({sql})"))[0])

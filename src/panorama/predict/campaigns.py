@@ -31,6 +31,7 @@ import pandas as pd
 
 from panorama.predict import models as M
 from panorama.predict.features import BY_NAME, FEATURE_NAMES, Feature, ts_literal
+from panorama.store import one
 
 MESSAGE_EVENT = r"^(email|sms|push|message|notification|in-app|campaign|offer|coupon)"
 CHANNEL_FEATURES = ("ch_email", "ch_sms", "ch_push")
@@ -110,7 +111,7 @@ def prepare(cur, events_sql: str, until: dt.datetime, response_days: int) -> int
         WHERE c.sent_at IS NOT NULL AND c.channel IS NOT NULL
         GROUP BY ALL
     """)
-    return cur.execute("SELECT count(*) FROM _predict_campaigns").fetchone()[0]
+    return one(cur.execute("SELECT count(*) FROM _predict_campaigns"))[0]
 
 
 def campaigns(cur, start: dt.datetime | None, end: dt.datetime) -> pd.DataFrame:

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from panorama.config import PredictionsConfig
-from panorama.store import Store
+from panorama.store import Store, one
 
 FEATURE_SET = "fs2"  # bump when the feature definitions change (models record it)
 DAY_S = 86400.0
@@ -295,14 +295,14 @@ class FeatureBuilder:
 
     def span(self) -> dict:
         """First and last purchase and event times, and profile counts, in the copy."""
-        row = self.cur.execute("""
+        row = one(self.cur.execute("""
             SELECT min(ts) FILTER (kind = 'purchase'), max(ts) FILTER (kind = 'purchase'),
                    min(ts), max(ts), count(*) FILTER (kind = 'purchase'),
                    count(DISTINCT profile_id) FILTER (kind = 'purchase'),
                    min(ts) FILTER (kind IN ('sub_start', 'sub_cancel')),
                    count(*) FILTER (kind IN ('sub_start', 'sub_cancel'))
             FROM _predict_events
-        """).fetchone()
+        """))
         keys = ("first_purchase", "last_purchase", "first_event", "last_event", "purchases", "buyers",
                 "first_subscription", "subscription_events")
         return dict(zip(keys, row, strict=True))
@@ -491,15 +491,15 @@ class FeatureBuilder:
         """A hash of the data before `cutoff` a model depends on (events and their profiles)."""
         self._check(cutoff)
         c = ts_literal(cutoff)
-        row = self.cur.execute(f"""
+        row = one(self.cur.execute(f"""
             SELECT count(*), count(DISTINCT profile_id),
                    coalesce(sum(hash(profile_id, ts, kind, oid, amount, category, value)), 0)
             FROM _predict_events WHERE ts < {c}
-        """).fetchone()
-        rec = self.cur.execute(f"""
+        """))
+        rec = one(self.cur.execute(f"""
             SELECT count(*), coalesce(sum(hash(profile_id, ts, is_loyalty,
                                                CASE WHEN ingested_at < {c} THEN tier END)), 0)
             FROM _predict_records WHERE ts < {c}
-        """).fetchone()
+        """))
         text = f"{FEATURE_SET}|{row}|{rec}"
         return hashlib.sha256(text.encode()).hexdigest()[:16]

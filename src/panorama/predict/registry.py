@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import orjson
 
-from panorama.store import Store
+from panorama.store import Store, one
 
 
 @dataclass
@@ -60,9 +60,9 @@ def register(store: Store, **fields) -> ModelRecord:
     """Insert a new version of `fields['kind']`; returns the stored record."""
     kind = fields["kind"]
     with store.transaction() as cur:
-        version = cur.execute(
+        version = one(cur.execute(
             "SELECT coalesce(max(version), 0) + 1 FROM predict_models WHERE kind = ?", [kind]
-        ).fetchone()[0]
+        ))[0]
         record = ModelRecord(model_id=f"{kind}-v{version}", version=version,
                              created_at=dt.datetime.now(dt.UTC).replace(tzinfo=None), **fields)
         values = [getattr(record, c) for c in _COLUMNS]
@@ -74,34 +74,34 @@ def register(store: Store, **fields) -> ModelRecord:
 
 
 def get(store: Store, model_id: str) -> ModelRecord | None:
-    row = store.execute(f"SELECT {', '.join(_COLUMNS)} FROM predict_models WHERE model_id = ?",
-                        [model_id]).fetchone()
+    row = one(store.execute(f"SELECT {', '.join(_COLUMNS)} FROM predict_models WHERE model_id = ?",
+                        [model_id]))
     return _row(row) if row else None
 
 
 def reusable(store: Store, kind: str, as_of: dt.datetime, horizon_days: int, fingerprint: str,
              config_hash: str, feature_set: str) -> ModelRecord | None:
     """A model trained for exactly this as-of date, horizon, data and settings."""
-    row = store.execute(
+    row = one(store.execute(
         f"""SELECT {', '.join(_COLUMNS)} FROM predict_models
             WHERE kind = ? AND as_of = ? AND horizon_days = ? AND data_fingerprint = ?
               AND config_hash = ? AND feature_set = ?
             ORDER BY version DESC LIMIT 1""",
         [kind, as_of, horizon_days, fingerprint, config_hash, feature_set],
-    ).fetchone()
+    ))
     return _row(row) if row else None
 
 
 def latest_accepted(store: Store, kind: str, horizon_days: int, feature_set: str,
                     not_after: dt.datetime | None = None) -> ModelRecord | None:
     """The latest accepted model (by as-of date, then version), trained as of `not_after` or before."""
-    row = store.execute(
+    row = one(store.execute(
         f"""SELECT {', '.join(_COLUMNS)} FROM predict_models
             WHERE kind = ? AND horizon_days = ? AND feature_set = ? AND status = 'accepted'
               AND (CAST(? AS TIMESTAMP) IS NULL OR as_of <= CAST(? AS TIMESTAMP))
             ORDER BY as_of DESC, version DESC LIMIT 1""",
         [kind, horizon_days, feature_set, not_after, not_after],
-    ).fetchone()
+    ))
     return _row(row) if row else None
 
 

@@ -37,7 +37,7 @@ import pyarrow as pa
 from panorama.config import ConsentConfig, Project
 from panorama.ingest.log import utcnow
 from panorama.privacy import guard
-from panorama.store import Store
+from panorama.store import Store, one
 
 log = logging.getLogger("panorama.privacy")
 
@@ -219,7 +219,7 @@ def record_batch(store: Store, project: Project, events: pa.Table) -> int:
     try:
         sql = changes_sql(config, guard.salt(store), events="_consent_batch", with_records=False,
                           trait_names=names, context=context)  # fmt: skip
-        return cur.execute(_INSERT.format(sql=sql), [utcnow()]).fetchone()[0]
+        return one(cur.execute(_INSERT.format(sql=sql), [utcnow()]))[0]
     finally:
         cur.unregister("_consent_batch")
 
@@ -370,10 +370,10 @@ def suppress(
 def unsuppress(store: Store, type_: str, value: str, purpose: str | None = None) -> int:
     h = guard.digest(guard.salt(store), type_, value)
     if purpose:
-        return store.execute(
+        return one(store.execute(
             "DELETE FROM consent_suppressions WHERE hash = ? AND purpose = ?", [h, purpose]
-        ).fetchone()[0]
-    return store.execute("DELETE FROM consent_suppressions WHERE hash = ?", [h]).fetchone()[0]
+        ))[0]
+    return one(store.execute("DELETE FROM consent_suppressions WHERE hash = ?", [h]))[0]
 
 
 # -- the delivery check ------------------------------------------------------------------------

@@ -27,7 +27,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from panorama.ingest.log import utcnow
-from panorama.store import Store
+from panorama.store import Store, one
 
 SALT_KEY = "tombstone_salt"
 _SEP = "\x1f"
@@ -120,7 +120,7 @@ def add(cur, store: Store, identifiers: Iterable[tuple[str, str]], request_id: s
     s = s or salt(store)
     now = utcnow()
     rows = {digest(s, t, v): canonical(t, v)[0] for t, v in identifiers if str(v).strip()}
-    before = cur.execute("SELECT count(*) FROM privacy_tombstones").fetchone()[0]
+    before = one(cur.execute("SELECT count(*) FROM privacy_tombstones"))[0]
     if rows:
         cur.executemany(
             "INSERT OR IGNORE INTO privacy_tombstones (hash, type, request_id, created_at) VALUES (?, ?, ?, ?)",
@@ -130,7 +130,7 @@ def add(cur, store: Store, identifiers: Iterable[tuple[str, str]], request_id: s
         key = _key(store)
         old = _cache.get(key, (s, frozenset()))[1]
         _cache[key] = (s, old | frozenset(rows))
-    return cur.execute("SELECT count(*) FROM privacy_tombstones").fetchone()[0] - before
+    return one(cur.execute("SELECT count(*) FROM privacy_tombstones"))[0] - before
 
 
 def _message_pairs(row: dict) -> list[tuple[str, str]]:
@@ -223,8 +223,8 @@ def screen_checked(cur, store: Store, table: str = "_checked", column: str = "_i
     if not hashes:
         return 0
     hashed = digest_sql(s, "i.type", "i.value")
-    return cur.execute(
+    return one(cur.execute(
         f"DELETE FROM {table} WHERE list_has_any("
         f"list_transform(list_filter({column}, i -> i.value IS NOT NULL), i -> {hashed}), "
         f"(SELECT list(hash) FROM privacy_tombstones))"
-    ).fetchone()[0]
+    ))[0]

@@ -41,7 +41,7 @@ from panorama.config import Project
 from panorama.ingest.dedup import seen_ids
 from panorama.ingest.log import utcnow
 from panorama.privacy import guard
-from panorama.store import Store
+from panorama.store import Store, one
 
 # Values shorter than this are not searched for as text (a user id "7" is in every table).
 MIN_TEXT_LENGTH = 4
@@ -210,8 +210,8 @@ def collect(store: Store, key: str, project: Project | None = None) -> Subject:
         cur.executemany("INSERT INTO _priv_hashes VALUES (?)", [(h,) for h in hashes])
     if hashes:
         _add_carrying(cur, salt, pids if unified else None)
-    events = cur.execute("SELECT count(*) FROM _priv_events").fetchone()[0]
-    records = cur.execute("SELECT count(*) FROM _priv_records").fetchone()[0]
+    events = one(cur.execute("SELECT count(*) FROM _priv_events"))[0]
+    records = one(cur.execute("SELECT count(*) FROM _priv_records"))[0]
     if not pids and not events and not records:
         raise SubjectError(f"nothing in the store matches {key!r}")
     return Subject(key, pids, sorted(own), shared, events, records, salt)
@@ -363,7 +363,7 @@ class Deletion:
 
 
 def _count(cur, sql: str) -> int:
-    row = cur.execute(sql).fetchone()
+    row = one(cur.execute(sql))
     return int(row[0]) if row and row[0] is not None else 0
 
 
@@ -435,9 +435,9 @@ def _delete_in(cur, subject: Subject, rows: dict[str, int]) -> None:
 
 def _table(cur, name: str) -> bool:
     return bool(
-        cur.execute(
+        one(cur.execute(
             "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [name]
-        ).fetchone()[0]
+        ))[0]
     )
 
 
@@ -584,7 +584,7 @@ def compact(path: Path | str) -> tuple[int, int]:
     con = duckdb.connect(str(path))
     try:
         con.execute("CHECKPOINT")
-        name = con.execute("SELECT current_database()").fetchone()[0]
+        name = one(con.execute("SELECT current_database()"))[0]
         con.execute(f"ATTACH {_lit(str(tmp))} AS _compact")
         con.execute(f'COPY FROM DATABASE "{name}" TO _compact')
         con.execute("DETACH _compact")

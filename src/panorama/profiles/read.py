@@ -19,7 +19,7 @@ from typing import Any
 import orjson
 
 from panorama.config import IdentityConfig, ProjectConfig
-from panorama.store import Store
+from panorama.store import Store, one
 
 
 @dataclass
@@ -61,18 +61,18 @@ def find_profile(store: Store, key: str, config: IdentityConfig | None = None) -
     if not key or not _unified(store):
         return None
     if key.startswith("p_"):
-        row = store.execute(
+        row = one(store.execute(
             "SELECT profile_id, status, merged_into FROM identity_profiles WHERE profile_id = ?", [key]
-        ).fetchone()
+        ))
         if row is not None:
             pid, status, merged_into = row
             seen = {pid}
             while status == "merged" and merged_into and merged_into not in seen:
                 seen.add(merged_into)
-                nxt = store.execute(
+                nxt = one(store.execute(
                     "SELECT profile_id, status, merged_into FROM identity_profiles WHERE profile_id = ?",
                     [merged_into],
-                ).fetchone()
+                ))
                 if nxt is None:
                     break
                 pid, status, merged_into = nxt
@@ -131,9 +131,9 @@ def get_profile(store: Store, key: str, project_config: ProjectConfig | None = N
     if ref is None:
         return None
     pid = ref.profile_id
-    row = store.execute(
+    row = one(store.execute(
         "SELECT status, created_at, updated_at FROM identity_profiles WHERE profile_id = ?", [pid]
-    ).fetchone()
+    ))
     status, created, updated = row if row else ("active", None, None)
     profile = Profile(pid, status, created, updated, key if ref.via != "id" else None)
     profile.merged_ids = [r[0] for r in store.execute(

@@ -18,6 +18,8 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
+from panorama.store import one
+
 MAX_ROUNDS = 100  # min-label propagation with pointer jumping converges in O(log diameter)
 
 
@@ -83,9 +85,9 @@ def spark_components(spark, workdir: Path, log: Callable[[str], None] | None = N
         cur.execute(
             f"CREATE OR REPLACE TEMP TABLE _comp AS SELECT node, comp FROM read_parquet('{comp}/*.parquet')"
         )
-        resolution.stats.components = cur.execute(
+        resolution.stats.components = one(cur.execute(
             "SELECT count(DISTINCT comp) FROM _comp"
-        ).fetchone()[0]
+        ))[0]
         resolution.timer.lap("components (spark)")
         shutil.rmtree(work, ignore_errors=True)
 

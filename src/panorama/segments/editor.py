@@ -33,7 +33,7 @@ from panorama.segments.language import (
     EVENT_FUNCTIONS,
     SegmentError,
 )
-from panorama.store import Store
+from panorama.store import Store, one
 from panorama.store.schema import PROMOTED_PROPERTIES
 
 _save_lock = threading.Lock()
@@ -141,10 +141,10 @@ def preview(store: Store, catalog: Catalog, expression: str, now: datetime | Non
     timer = threading.Timer(budget, cur.interrupt)
     timer.start()
     try:
-        members, evaluated, ids = cur.execute(
+        members, evaluated, ids = one(cur.execute(
             f"SELECT count(*) FILTER (WHERE {flag}), count(*), "
             f"(list(profile_id ORDER BY profile_id) FILTER (WHERE {flag}))[1:{int(sample)}] FROM ({sql})"
-        ).fetchone()
+        ))
     except duckdb.InterruptException:
         return Preview(expression, True, seconds=time.perf_counter() - started,
                        time_dependent=compiled.time_dependent, columns=sorted(compiled.columns),

@@ -27,7 +27,7 @@ from panorama.config import ProjectConfig
 from panorama.ingest.log import utcnow
 from panorama.segments.catalog import Catalog, build_catalog, q
 from panorama.segments.language import CompiledSegment, SegmentError, bind_now, compile_segment
-from panorama.store import Store
+from panorama.store import Store, one
 
 log = logging.getLogger("panorama.segments")
 
@@ -362,7 +362,7 @@ def sync_definitions(cur, segset: SegmentSet, now: datetime) -> Sync:
 def _profile_keys_changed(cur, catalog: Catalog) -> bool:
     """Did profile ids change meaning since the last refresh (the first identity resolution
     replaces the fallback keys)? Then every profile "enters" anew: a backfill, no triggers."""
-    row = cur.execute("SELECT value FROM segment_state WHERE key = 'profile_keys'").fetchone()
+    row = one(cur.execute("SELECT value FROM segment_state WHERE key = 'profile_keys'"))
     return row is not None and row[0] != catalog.mode
 
 
@@ -576,4 +576,4 @@ def export(store: Store, catalog: Catalog, segment: str, out: Path, columns: lis
     cur = store.cursor()
     cur.execute(f"COPY ({sql}) TO '{str(tmp).replace(chr(39), chr(39) * 2)}' {fmt}")
     tmp.replace(out)  # never leave a half-written file under the real name
-    return int(cur.execute(f"SELECT count(*) FROM ({sql})").fetchone()[0])
+    return int(one(cur.execute(f"SELECT count(*) FROM ({sql})"))[0])

@@ -41,7 +41,7 @@ from panorama.server.ingestion import (
     too_large,
 )
 from panorama.server.validation import ValidationPool
-from panorama.store import Store, open_store
+from panorama.store import Store, one, open_store
 
 log = logging.getLogger("panorama.server")
 
@@ -464,9 +464,9 @@ def _add_status_routes(app: FastAPI) -> None:
         def count() -> dict:
             # acknowledged events count: wait (briefly) for the loader to move them to the log
             s.writer.flush(5.0)
-            events, last = s.store.execute(
+            events, last = one(s.store.execute(
                 "SELECT count(*), max(received_at) FROM events WHERE source = ?", [key.source]
-            ).fetchone()
+            ))
             dead = s.store.scalar(
                 "SELECT count(*) FROM dead_letters WHERE source = ? AND replayed_at IS NULL",
                 [key.source],

@@ -14,7 +14,7 @@ import sys
 import types
 from typing import Any
 
-from panorama.store import Store
+from panorama.store import Store, one
 
 MB = 1024 * 1024
 
@@ -127,7 +127,7 @@ def duckdb_memory(store: Store) -> dict[str, Any]:
     cur = store.cursor()
     tags = {tag: round(used / MB, 1)
             for tag, used, _ in cur.execute("SELECT * FROM duckdb_memory()").fetchall() if used}  # fmt: skip
-    temp = cur.execute("SELECT sum(temporary_storage_bytes) FROM duckdb_memory()").fetchone()[0]
+    temp = one(cur.execute("SELECT sum(temporary_storage_bytes) FROM duckdb_memory()"))[0]
     size = cur.execute("PRAGMA database_size").fetchall()
     cols = [d[0] for d in cur.description]
     db = dict(zip(cols, size[0], strict=True)) if size else {}

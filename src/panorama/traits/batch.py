@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import orjson
 
 from panorama.config import ProjectConfig
-from panorama.store import Store
+from panorama.store import Store, one
 from panorama.store.schema import CURRENT_RECORDS
 from panorama.traits.definitions import Plan, compile_plan, traits_from_json, traits_to_json
 from panorama.traits.engines import DuckDBEngine, Parameters, run_pipeline
@@ -123,8 +123,8 @@ def compute(
             f"({inputs.records_sql})" if inputs.records_sql else None,
             params=params, point_in_time=point_in_time, log=log,
         )  # fmt: skip
-        events = int(cur.execute("SELECT count(*) FROM _tr_events").fetchone()[0])
-        profiles = int(cur.execute("SELECT count(*) FROM _tr_profile_traits").fetchone()[0])
+        events = int(one(cur.execute("SELECT count(*) FROM _tr_events"))[0])
+        profiles = int(one(cur.execute("SELECT count(*) FROM _tr_profile_traits"))[0])
         t = time.perf_counter()
         with store.transaction() as tx:
             tx.execute("CREATE OR REPLACE TABLE trait_state AS SELECT * FROM _tr_state")
@@ -132,12 +132,12 @@ def compute(
                 "CREATE OR REPLACE TABLE profile_traits AS SELECT * FROM _tr_profile_traits ORDER BY profile_id"
             )
             seconds = time.perf_counter() - started
-            run_id = tx.execute(
+            run_id = one(tx.execute(
                 "INSERT INTO trait_runs (started_at, finished_at, engine, as_of, point_in_time, signature, "
                 "profiles, events, seconds, parameters) VALUES (?, ?, 'duckdb', ?, ?, ?, ?, ?, ?, ?) RETURNING id",
                 [started_at, dt.datetime.now(dt.UTC).replace(tzinfo=None), as_of, point_in_time,
                  plan.signature, profiles, events, seconds, orjson.dumps({**result.parameters.to_json(), 'traits': traits_to_json(plan.traits)}).decode()],
-            ).fetchone()[0]  # fmt: skip
+            ))[0]  # fmt: skip
         result.seconds["write tables"] = time.perf_counter() - t
         store.forget_recent()
         if log:
@@ -155,7 +155,7 @@ def latest_run(store: Store) -> dict | None:
         "SELECT id, started_at, finished_at, engine, as_of, point_in_time, signature, profiles, events, "
         "seconds, parameters FROM trait_runs ORDER BY id DESC LIMIT 1"
     )
-    row = rel.fetchone()
+    row = one(rel)
     if row is None:
         return None
     out = dict(zip([d[0] for d in rel.description], row, strict=True))

@@ -13,6 +13,8 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from panorama.store import one
+
 traits_app = typer.Typer(help="Computed traits, RFM and lifecycle stages per profile.", no_args_is_help=True)
 
 ProjectOpt = Annotated[
@@ -148,7 +150,7 @@ def traits_show(
         if not store.table_exists("profile_traits"):
             fail("no traits yet: run `panorama traits compute`")
         rel = store.execute("SELECT * FROM profile_traits WHERE profile_id = ?", [profile_id])
-        row = rel.fetchone()
+        row = one(rel)
         if row is None:
             fail(f"profile {profile_id!r} not found in profile_traits")
         data = dict(zip([d[0] for d in rel.description], row, strict=True))

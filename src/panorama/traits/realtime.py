@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 
 import pyarrow as pa
 
-from panorama.store import Store
+from panorama.store import Store, one
 from panorama.traits.batch import Inputs
 from panorama.traits.definitions import SESSION_GAP_SECONDS, Compiled, Plan, compile_traits
 from panorama.traits.engines import DuckDBEngine, output_columns, scored_sql
@@ -197,7 +197,7 @@ def refresh_profiles(store: Store, profile_ids: list[str], inputs: Inputs | None
 def _recompute_state(store: Store, ctx: _Context, inputs: Inputs) -> str | None:
     """Full state rows for the profiles in `_rt_recompute`, from the log; returns the table."""
     cur = store.cursor()
-    if not cur.execute("SELECT count(*) FROM _rt_recompute").fetchone()[0]:
+    if not one(cur.execute("SELECT count(*) FROM _rt_recompute"))[0]:
         return None
     pe, pr = inputs.for_profiles("SELECT profile_id FROM _rt_recompute")
     pipeline = Pipeline(ctx.plan, ctx.params.as_of, "_rtf_")
@@ -247,8 +247,8 @@ def _update(store: Store, ctx: _Context, inputs: Inputs, pe: str) -> tuple[int, 
             FROM _rtp_state p JOIN _rt_old o ON o.profile_id = p.profile_id
             WHERE p.profile_id NOT IN (SELECT profile_id FROM _rt_recompute)
         """)
-        merged = cur.execute("SELECT count(*) FROM _rt_merged").fetchone()[0]
-        recomputed = cur.execute("SELECT count(*) FROM _rt_recompute").fetchone()[0]
+        merged = one(cur.execute("SELECT count(*) FROM _rt_merged"))[0]
+        recomputed = one(cur.execute("SELECT count(*) FROM _rt_recompute"))[0]
         cur.execute(
             "CREATE OR REPLACE TEMP TABLE _rt_touched AS SELECT profile_id FROM _rt_merged "
             "UNION SELECT profile_id FROM _rt_recompute"

@@ -22,7 +22,7 @@ from pathlib import Path
 import sqlglot
 
 from panorama.config import ProjectConfig
-from panorama.store import Store
+from panorama.store import Store, one
 from panorama.traits.batch import Inputs
 from panorama.traits.definitions import compile_plan
 from panorama.traits.engines import Parameters, output_columns, run_pipeline
@@ -193,15 +193,15 @@ def compute_on_spark(store: Store, config: ProjectConfig, as_of: dt.datetime | N
             tx.execute(f"CREATE OR REPLACE TABLE trait_state AS SELECT * FROM read_parquet('{state}')")
             tx.execute(f"CREATE OR REPLACE TABLE profile_traits AS SELECT * FROM read_parquet('{traits}') "
                        "ORDER BY profile_id")  # fmt: skip
-            profiles = tx.execute("SELECT count(*) FROM profile_traits").fetchone()[0]
+            profiles = one(tx.execute("SELECT count(*) FROM profile_traits"))[0]
             seconds = time.perf_counter() - started
             params = {**result.parameters.to_json(), "traits": traits_to_json(plan.traits)}
-            run_id = tx.execute(
+            run_id = one(tx.execute(
                 "INSERT INTO trait_runs (started_at, finished_at, engine, as_of, point_in_time, signature, "
                 "profiles, events, seconds, parameters) VALUES (?, ?, 'spark', ?, ?, ?, ?, ?, ?, ?) RETURNING id",
                 [started_at, dt.datetime.now(dt.UTC).replace(tzinfo=None), as_of, point_in_time, plan.signature,
                  profiles, events, seconds, orjson.dumps(params).decode()],
-            ).fetchone()[0]  # fmt: skip
+            ))[0]  # fmt: skip
         store.forget_recent()
     finally:
         if own:

@@ -16,6 +16,7 @@ import time
 import orjson
 
 from panorama.server.ui.views import ViewContext, _rows, optional
+from panorama.store import one
 
 log = logging.getLogger("panorama.ui.dashboards")
 
@@ -159,13 +160,13 @@ _sources_lock = threading.Lock()
 def _log_state(store) -> tuple:
     """Changes whenever the log, the dead letters or the ingestion runs change. Row counts come
     from table metadata; the latest times read one column each (~10 ms at 5M events)."""
-    return tuple(store.execute("""
+    return tuple(one(store.execute("""
         SELECT (SELECT count(*) FROM events), (SELECT max(received_at) FROM events),
                (SELECT count(*) FROM records), (SELECT max(ingested_at) FROM records),
                (SELECT count(*) FROM dead_letters), (SELECT max(id) FROM dead_letters),
                (SELECT count(*) FROM dead_letters WHERE replayed_at IS NULL),
                (SELECT max(id) FROM ingest_runs), (SELECT max(finished_at) FROM ingest_runs)
-    """).fetchone())  # fmt: skip
+    """)))  # fmt: skip
 
 
 def _log_aggregates(ctx: ViewContext) -> dict:

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from panorama.ingest.log import utcnow
-from panorama.store import Store, identity_fingerprint, log_fingerprint
+from panorama.store import Store, identity_fingerprint, log_fingerprint, one
 from panorama.store.schema import CURRENT_RECORDS
 
 log = logging.getLogger("panorama.ui.index")
@@ -68,9 +68,9 @@ def fingerprint(store: Store) -> str:
 def info(store: Store) -> IndexInfo | None:
     if not store.table_exists("ui_index_meta"):
         return None
-    row = store.execute(
+    row = one(store.execute(
         "SELECT built_at, fingerprint, seconds, profiles, members FROM ui_index_meta"
-    ).fetchone()
+    ))
     return IndexInfo(*row) if row else None
 
 
@@ -201,8 +201,8 @@ def build_index(store: Store) -> IndexInfo:
             ) WHERE account_id IS NOT NULL
             ORDER BY account_id
         """)
-        n_profiles = cur.execute("SELECT count(*) FROM ui_profiles").fetchone()[0]
-        n_members = cur.execute("SELECT count(*) FROM ui_members").fetchone()[0]
+        n_profiles = one(cur.execute("SELECT count(*) FROM ui_profiles"))[0]
+        n_members = one(cur.execute("SELECT count(*) FROM ui_members"))[0]
         seconds = time.perf_counter() - started
         built = IndexInfo(utcnow(), fp, seconds, n_profiles, n_members)
         cur.execute("CREATE OR REPLACE TABLE ui_index_meta (built_at TIMESTAMP, fingerprint VARCHAR, "

@@ -23,6 +23,7 @@ from panorama.auth.policy import Principal
 from panorama.auth.web import require
 from panorama.server.ui import views
 from panorama.server.ui.charts import BLUE, GREEN, GREY, RED, _fig
+from panorama.store import one
 
 log = logging.getLogger("panorama.ui")
 
@@ -45,7 +46,7 @@ _cache_lock = threading.Lock()
 
 
 def _log_state(store) -> tuple:
-    return tuple(store.execute("SELECT count(*), max(received_at) FROM events").fetchone())
+    return tuple(one(store.execute("SELECT count(*), max(received_at) FROM events")))
 
 
 def cached(ctx: views.ViewContext, key: tuple, compute):

@@ -22,6 +22,7 @@ from panorama.auth.policy import Principal
 from panorama.auth.web import auth_service, client_ip
 from panorama.server.ui.routes import context, guard, page
 from panorama.server.ui.search import profile_cards
+from panorama.store import one
 
 MEMBERS_PAGE = 100
 SAVE_WAIT = 15.0  # seconds a save waits for the segment's first evaluation
@@ -64,8 +65,8 @@ def _members(
     request: Request, principal: Principal, name: str, limit: int
 ) -> tuple[list[dict], int]:
     ctx = context(request, principal)
-    total = ctx.store.execute("SELECT count(*) FROM segment_membership WHERE segment = ? AND exited_at IS NULL",
-                              [name]).fetchone()[0]  # fmt: skip
+    total = one(ctx.store.execute("SELECT count(*) FROM segment_membership WHERE segment = ? AND exited_at IS NULL",
+                              [name]))[0]  # fmt: skip
     if not limit:
         return [], int(total or 0)
     rows = ctx.store.execute(
@@ -211,9 +212,9 @@ def add_routes(app: FastAPI) -> None:
         error = runtime.segset.errors.get(name) if runtime is not None else None
         seconds = None
         # the first evaluation of this definition has not finished yet
-        state = request.app.state.panorama.store.execute(
+        state = one(request.app.state.panorama.store.execute(
             "SELECT refreshed_at IS NULL OR refreshed_at < updated_at FROM segment_definitions "
-            "WHERE segment = ?", [name]).fetchone()  # fmt: skip
+            "WHERE segment = ?", [name]))  # fmt: skip
         pending = bool(saved) and (state is None or bool(state[0]))
         if saved and saved.startswith("saved-") and not pending:
             try:

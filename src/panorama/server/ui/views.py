@@ -29,7 +29,7 @@ import orjson
 
 from panorama.auth.policy import Masker, Principal, pii_class
 from panorama.config import Project
-from panorama.store import Store
+from panorama.store import Store, one
 
 KEY_TRAITS = (
     "lifecycle_stage", "rfm_segment", "rfm_score", "orders", "revenue", "avg_order_value",
@@ -92,19 +92,19 @@ def resolve_profile(store: Store, key: str) -> str | None:
             return found
     if not store.table_exists("ui_profiles"):
         return None
-    if store.execute("SELECT 1 FROM ui_profiles WHERE profile_id = ?", [key]).fetchone():
+    if one(store.execute("SELECT 1 FROM ui_profiles WHERE profile_id = ?", [key])):
         return key
     type_, sep, value = key.partition(":")
     if sep and value:
-        row = store.execute(
+        row = one(store.execute(
             "SELECT min(profile_id), count(DISTINCT profile_id) FROM ui_search_keys WHERE key = ? AND type = ?",
             [value.strip().lower(), type_.strip()],
-        ).fetchone()
+        ))
     else:
-        row = store.execute(
+        row = one(store.execute(
             "SELECT min(profile_id), count(DISTINCT profile_id) FROM ui_search_keys "
             "WHERE key = ? AND type <> 'profile_id'", [key.lower()],
-        ).fetchone()  # fmt: skip
+        ))  # fmt: skip
     return row[0] if row and row[1] == 1 else None
 
 
