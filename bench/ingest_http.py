@@ -12,7 +12,8 @@ the 2-core box as little as possible and never shares the server's GIL) runs, ag
   batch    closed loop, batches of 100 events of ~1 KB, N connections
   single   closed loop, one event per request, M connections
   half     open loop at half the measured maximum (batches, then singles): p99 latency
-  sustained  (--sustained S) batches as above for S seconds, with the rate of every 10-s window
+  sustained  (--sustained S) batches as above for S seconds (--sustained-connections: with
+           more connections, to saturate the server), with the rate of every 10-s window
            and the time until all of it is queryable: does the loader keep up
 
 and prints events/s, requests/s, p50/p99 latency, the server's peak RSS and CPU (with its
@@ -400,6 +401,8 @@ def main() -> None:
     )
     parser.add_argument("--sustained", type=float, default=0.0,
                         help="then S seconds of batches alone, with the rate per 10-s window (default: none)")  # fmt: skip
+    parser.add_argument("--sustained-connections", type=int, default=None,
+                        help="connections of the sustained run (default: --connections)")  # fmt: skip
     parser.add_argument("--keep", action="store_true", help="keep the temporary project")
     parser.add_argument("--prefill", type=int, default=0,
                         help="events already in the log when the server starts (default 0)")  # fmt: skip
@@ -450,7 +453,7 @@ def main() -> None:
         if args.sustained:
             before = cpu_seconds(server.pid)
             sustained = pool.submit(
-                run_load, url, key, True, args.connections, args.sustained, None, "sus"
+                run_load, url, key, True, args.sustained_connections or args.connections, args.sustained, None, "sus"
             ).result()
             sustained["cpu_us"] = (cpu_seconds(server.pid) - before) / max(sustained["events"], 1) * 1e6
             expected += fresh["events"] + sustained["events"]
@@ -503,7 +506,8 @@ def main() -> None:
           f"{delay_fresh * 1000:.0f} ms for a fresh batch (200 = committed)")  # fmt: skip
     if sustained:
         windows = sustained["windows_events_s"]
-        print(f"sustained batches, {args.sustained:.0f} s: {sustained['events_s']:,.0f} events/s "
+        print(f"sustained batches, {args.sustained_connections or args.connections} connections, "
+              f"{args.sustained:.0f} s: {sustained['events_s']:,.0f} events/s "
               f"(10-s windows: {', '.join(f'{x / 1000:.1f}k' for x in windows)}), p50 {sustained['p50_ms']:.1f} ms, "
               f"p99 {sustained['p99_ms']:.1f} ms, max {sustained['max_ms']:.0f} ms, errors {sustained['errors']}, "
               f"server CPU {sustained['cpu_us']:.1f} µs/event; all of it queryable {sustained['queryable_s']:.2f} s "
