@@ -353,6 +353,28 @@ def test_status_counts_the_keys_source(live_server):
     assert httpx.get(live_server.url + "/v1/status").status_code == 401
 
 
+def test_the_store_can_checkpoint_after_serving_requests(live_server):
+    """No server thread keeps a transaction open once it has answered: DuckDB's CHECKPOINT
+    (which fails while one does and another has committed an UPDATE since) still gets in.
+    Once, the event loop's cursor kept the first request's read of the privacy salt open,
+    and under load the WAL and DuckDB's memory grew without end."""
+    import time
+
+    from panorama.ingest import hooks
+
+    assert post(live_server, "/v1/track", {"userId": "u1", "event": "E", "messageId": _mid()}).json() == OK
+    batch = [{"type": "identify", "userId": f"u{i}", "traits": {"email": f"u{i}@example.com"},
+              "messageId": _mid()} for i in range(20)]  # fmt: skip
+    assert post(live_server, "/v1/batch", {"batch": batch}).json() == OK
+    store = live_server.state.store
+    assert live_server.state.writer.flush(10)
+    deadline = time.monotonic() + 10
+    while (hooks.background_stats(store) or {}).get("runs", 0) < 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    store.execute("UPDATE ingest_journal SET loaded_seq = loaded_seq")  # an UPDATE committed now
+    assert store.checkpoint(wait=5), "a server thread holds a transaction open"
+
+
 def test_fastapi_routes_answer_like_the_fast_path(project_dir):
     """With the ASGI fast path off, the documented FastAPI routes give the same answers."""
     keys = make_project(project_dir)
