@@ -1,7 +1,7 @@
 """HTTP ingestion benchmark: `panorama serve` under a bounded loopback load, beside a bare ceiling.
 
     .venv/bin/python bench/ingest_http.py [--duration 5] [--connections 8] [--single-connections 64]
-                                          [--sustained 60]
+                                          [--sustained 30]
 
 Starts `panorama serve` on a fresh project (durable group commits, as in production) and,
 for the ceiling, a bare endpoint on the same server stack (uvicorn + httptools + uvloop)
@@ -399,8 +399,8 @@ def main() -> None:
         default=64,
         help="concurrent connections for single events",
     )
-    parser.add_argument("--sustained", type=float, default=0.0,
-                        help="then S seconds of batches alone, with the rate per 10-s window (default: none)")  # fmt: skip
+    parser.add_argument("--sustained", type=float, default=30.0,
+                        help="then S seconds of batches alone, with the rate per 10-s window (default 30; 0: none)")  # fmt: skip
     parser.add_argument("--sustained-connections", type=int, default=None,
                         help="connections of the sustained run (default: --connections)")  # fmt: skip
     parser.add_argument("--keep", action="store_true", help="keep the temporary project")
