@@ -104,3 +104,27 @@ def test_version_1_store_is_migrated_with_its_events_and_without_the_index(tmp_p
         with pytest.raises(duckdb.ConstraintException):  # message_id stays NOT NULL
             store.execute("INSERT INTO events (message_id, type, source, timestamp, received_at) "
                           "VALUES (NULL, 'track', 'web', now(), now())")  # fmt: skip
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_maybe_flags_exactly_the_hashes_added_in_any_order(seed):
+    """`SeenIds.maybe` (which searches its levels in sorted order) against a plain set."""
+    import numpy as np
+
+    from panorama.ingest.dedup import SeenIds
+
+    rng = np.random.default_rng(seed)
+    seen, added = SeenIds(rng.integers(0, 2**64, 5000, dtype=np.uint64)), set()
+    added.update(int(h) for h in seen._levels[0])
+    for size in rng.integers(1, 3000, 12):  # levels of several sizes, merged as they fill
+        batch = rng.integers(0, 2**64, size, dtype=np.uint64)
+        seen.add(batch)
+        added.update(int(h) for h in batch)
+    known = np.array(sorted(added), dtype=np.uint64)
+    needles = np.concatenate([rng.choice(known, 700), rng.integers(0, 2**64, 700, dtype=np.uint64),
+                              np.array([0, 2**64 - 1], dtype=np.uint64)])  # fmt: skip
+    needles = np.concatenate([needles, needles[:50]])  # repeats
+    rng.shuffle(needles)
+    expected = np.array([int(h) in added for h in needles])
+    assert (seen.maybe(needles) == expected).all()
+    assert seen.maybe(np.array([], dtype=np.uint64)).shape == (0,)
