@@ -191,3 +191,44 @@ def test_requests_in_hand_together_are_answered_each_as_alone():
     assert isinstance(pooled[1], ApiError) and pooled[1].code == "invalid_json"
     assert isinstance(pooled[2], ApiError) and "sentAt" in pooled[2].message
     assert [len(p.rejected) for p in pooled if not isinstance(p, ApiError)] == [3, 3, 3, 3]
+
+
+def test_frames_are_read_whole_and_a_partial_one_waits_for_its_rest():
+    import pickle
+
+    from panorama.server.validation import _LENGTH, _unpickled
+
+    def framed(obj) -> bytes:
+        payload = pickle.dumps(obj, protocol=5)
+        return _LENGTH.pack(len(payload)) + payload
+
+    third = framed(("c", b"z" * 100_000))
+    buffer = bytearray(framed(("a", b"x" * 10)) + framed(("b", b"")) + third[:5000])
+    assert _unpickled(buffer) == [("a", b"x" * 10), ("b", b"")]
+    assert bytes(buffer) == third[:5000]  # kept, and the buffer can still grow
+    buffer += third[5000:]
+    assert _unpickled(buffer) == [("c", b"z" * 100_000)]
+    assert buffer == bytearray() and _unpickled(buffer) == []
+
+
+def test_answers_are_sent_whole_in_order_past_the_socket_buffer_and_iov_limit():
+    import socket
+    import threading
+
+    from panorama.server.validation import _IOV_MAX, _send_all
+
+    parts = [bytes([i % 251]) * (i % 7) for i in range(_IOV_MAX * 3)] + [b"\x01" * 5_000_000, b"end"]
+    mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    received = bytearray()
+
+    def read() -> None:
+        while chunk := theirs.recv(1 << 16):
+            received.extend(chunk)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    _send_all(mine, parts)
+    mine.close()
+    reader.join(10)
+    theirs.close()
+    assert bytes(received) == b"".join(parts)

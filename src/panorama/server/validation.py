@@ -34,15 +34,17 @@ log = logging.getLogger("panorama.server")
 
 _LENGTH = struct.Struct("<I")
 _SOCKET_BUFFER = 4 * 1024 * 1024
+_IOV_MAX = 512  # buffers per sendmsg (the system's limit is 1024)
 
 
 class WorkerLost(RuntimeError):
     """The validation process died with this request in hand."""
 
 
-def _frames(buffer: bytearray) -> list[bytearray]:
-    """The complete frames at the start of `buffer`, removed from it (in one move: a frame
-    at a time would move what follows once per frame)."""
+def _frames(buffer: bytearray) -> tuple[list[slice], int]:
+    """Where the complete frames at the start of `buffer` are, and how many bytes they take
+    (the caller reads them, then removes them in one move: a frame at a time would move what
+    follows once per frame)."""
     frames = []
     at, size = 0, len(buffer)
     while size - at >= _LENGTH.size:
@@ -50,15 +52,22 @@ def _frames(buffer: bytearray) -> list[bytearray]:
         end = at + _LENGTH.size + length
         if end > size:
             break
-        frames.append(buffer[at + _LENGTH.size : end])
+        frames.append(slice(at + _LENGTH.size, end))
         at = end
-    if at:
-        del buffer[:at]
-    return frames
+    return frames, at
 
 
-def _frame(payload: bytes) -> bytes:
-    return _LENGTH.pack(len(payload)) + payload
+def _unpickled(buffer: bytearray) -> list:
+    """The objects of the complete frames at the start of `buffer`, those frames removed:
+    unpickled from a view of the buffer, not from a copy of each frame (a frame holds a
+    request's body or a validated table's ~100 KB)."""
+    frames, used = _frames(buffer)
+    if not frames:
+        return []
+    with memoryview(buffer) as view:
+        objects = [pickle.loads(view[frame]) for frame in frames]
+    del buffer[:used]
+    return objects
 
 
 def _serve(sock: socket.socket) -> None:
@@ -68,54 +77,74 @@ def _serve(sock: socket.socket) -> None:
 
     import pyarrow as pa
 
-    from panorama.server.ingestion import ApiError, validate, validate_many
-
     gc.set_threshold(50_000, 20, 20)  # as the server's event loop (`Tuning.gc_threshold`)
     pa.set_cpu_count(1)
     buffer = bytearray()
+    # received into one buffer kept for the process's life: `recv(1 MB)` allocated (and gave
+    # back) a megabyte per call, glibc's malloc then cost more than the copies
+    scratch = bytearray(1 << 20)
     closed = False
-    while not closed:
-        chunk = sock.recv(1 << 20)
-        if not chunk:
-            return
-        buffer += chunk
-        while True:  # and all that is there already (queued while the last ones were validated)
+    with memoryview(scratch) as received:
+        while not closed:
+            n = sock.recv_into(received)
+            if not n:
+                return
+            buffer += received[:n]
+            while True:  # and all that is there already (queued while the last were validated)
+                try:
+                    n = sock.recv_into(received, 0, socket.MSG_DONTWAIT)
+                except BlockingIOError:
+                    break
+                if not n:
+                    closed = True
+                    break
+                buffer += received[:n]
+            _answer(sock, _unpickled(buffer))
+
+
+def _answer(sock: socket.socket, frames: list) -> None:
+    """Validate the requests in hand together and send each its answer."""
+    from panorama.server.ingestion import ApiError, validate, validate_many
+
+    ids, requests = [], []
+    for request_id, kind, path, source, received_at, data in frames:
+        ids.append(request_id)
+        requests.append((kind, path, data, source, received_at))
+    if not requests:
+        return
+    try:
+        results = validate_many(requests)
+    except Exception:  # a bug: each request alone, to answer each with its own error
+        results = []
+        for request in requests:
             try:
-                chunk = sock.recv(1 << 20, socket.MSG_DONTWAIT)
-            except BlockingIOError:
-                break
-            if not chunk:
-                closed = True
-                break
-            buffer += chunk
-        ids, requests = [], []
-        for frame in _frames(buffer):
-            request_id, kind, path, source, received_at, data = pickle.loads(frame)
-            ids.append(request_id)
-            requests.append((kind, path, data, source, received_at))
-        if not requests:
-            continue
-        try:
-            results = validate_many(requests)
-        except Exception:  # a bug: each request alone, to answer each with its own error
-            results = []
-            for request in requests:
-                try:
-                    results.append(validate(*request))
-                except Exception as exc:
-                    results.append(exc)
-        answers = []
-        for request_id, result in zip(ids, results, strict=True):
-            if not isinstance(result, Exception):
-                try:
-                    result = result.encode()
-                except Exception as exc:
-                    result = exc
-            if isinstance(result, Exception) and not isinstance(result, ApiError):
-                result = RuntimeError(f"{type(result).__name__}: {result}")  # answered 500
-            answer = (request_id, not isinstance(result, Exception), result)
-            answers.append(_frame(pickle.dumps(answer, protocol=5)))
-        sock.sendall(b"".join(answers))
+                results.append(validate(*request))
+            except Exception as exc:
+                results.append(exc)
+    answers = []
+    for request_id, result in zip(ids, results, strict=True):
+        if not isinstance(result, Exception):
+            try:
+                result = result.encode()
+            except Exception as exc:
+                result = exc
+        if isinstance(result, Exception) and not isinstance(result, ApiError):
+            result = RuntimeError(f"{type(result).__name__}: {result}")  # answered 500
+        answer = pickle.dumps((request_id, not isinstance(result, Exception), result), protocol=5)
+        answers += (_LENGTH.pack(len(answer)), answer)
+    _send_all(sock, answers)
+
+
+def _send_all(sock: socket.socket, parts: list) -> None:
+    """`sendall` of the parts one after the other, without joining them first (a copy)."""
+    views = [memoryview(p) for p in parts]
+    while views:
+        sent = sock.sendmsg(views[:_IOV_MAX])
+        while views and sent >= len(views[0]):
+            sent -= len(views[0])
+            views.pop(0)
+        if sent:
+            views[0] = views[0][sent:]
 
 
 def _worker_main(sock: socket.socket) -> None:
@@ -140,8 +169,7 @@ class _Worker(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data
-        for frame in _frames(self.buffer):
-            request_id, ok, result = pickle.loads(frame)
+        for request_id, ok, result in _unpickled(self.buffer):
             future = self.pending.pop(request_id, None)
             if future is None or future.done():
                 continue
@@ -169,7 +197,7 @@ class _Worker(asyncio.Protocol):
     def send(self, request_id: int, payload: bytes) -> asyncio.Future:
         future = asyncio.get_running_loop().create_future()
         self.pending[request_id] = future
-        self.transport.write(_frame(payload))
+        self.transport.writelines((_LENGTH.pack(len(payload)), payload))
         return future
 
 
