@@ -365,16 +365,19 @@ def queryable_delay(url: str, key: str, expected: int, timeout: float = 10.0) ->
     return float("inf")
 
 
+def measured_load(pool, pid, url, key, batch, connections, duration, rate, tag) -> dict:
+    """`run_load` in the load process; the result also gets the server's CPU per event."""
+    before = cpu_seconds(pid)
+    result = pool.submit(run_load, url, key, batch, connections, duration, rate, tag).result()
+    result["cpu_us"] = (cpu_seconds(pid) - before) / max(result["events"], 1) * 1e6
+    return result
+
+
 def scenario_suite(pool, url, key, args, tag, pid) -> dict:
-    """The four scenarios against one server; each result also gets the server's CPU per event."""
+    """The four scenarios against one server."""
 
     def run(name, batch, connections, rate):
-        before = cpu_seconds(pid)
-        result = pool.submit(
-            run_load, url, key, batch, connections, args.duration, rate, tag + name
-        ).result()
-        result["cpu_us"] = (cpu_seconds(pid) - before) / max(result["events"], 1) * 1e6
-        return result
+        return measured_load(pool, pid, url, key, batch, connections, args.duration, rate, tag + name)
 
     results = {"batch": run("b", True, args.connections, None),
                "single": run("s", False, args.single_connections, None)}  # fmt: skip
@@ -451,11 +454,8 @@ def main() -> None:
         delay_fresh = queryable_delay(url, key, expected + fresh["events"])
         sustained = None
         if args.sustained:
-            before = cpu_seconds(server.pid)
-            sustained = pool.submit(
-                run_load, url, key, True, args.sustained_connections or args.connections, args.sustained, None, "sus"
-            ).result()
-            sustained["cpu_us"] = (cpu_seconds(server.pid) - before) / max(sustained["events"], 1) * 1e6
+            sustained = measured_load(pool, server.pid, url, key, True,
+                                      args.sustained_connections or args.connections, args.sustained, None, "sus")  # fmt: skip
             expected += fresh["events"] + sustained["events"]
             sustained["queryable_s"] = queryable_delay(url, key, expected, timeout=60)
         stats = status(url, key)

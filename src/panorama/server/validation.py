@@ -77,6 +77,8 @@ def _serve(sock: socket.socket) -> None:
 
     import pyarrow as pa
 
+    from panorama.server import ingestion
+
     gc.set_threshold(50_000, 20, 20)  # as the server's event loop (`Tuning.gc_threshold`)
     pa.set_cpu_count(1)
     buffer = bytearray()
@@ -99,13 +101,12 @@ def _serve(sock: socket.socket) -> None:
                     closed = True
                     break
                 buffer += received[:n]
-            _answer(sock, _unpickled(buffer))
+            _answer(sock, _unpickled(buffer), ingestion)
 
 
-def _answer(sock: socket.socket, frames: list) -> None:
-    """Validate the requests in hand together and send each its answer."""
-    from panorama.server.ingestion import ApiError, validate, validate_many
-
+def _answer(sock: socket.socket, frames: list, ingestion) -> None:
+    """Validate the requests in hand together and send each its answer (`ingestion`: the
+    module, imported once by the worker)."""
     ids, requests = [], []
     for request_id, kind, path, source, received_at, data in frames:
         ids.append(request_id)
@@ -113,12 +114,12 @@ def _answer(sock: socket.socket, frames: list) -> None:
     if not requests:
         return
     try:
-        results = validate_many(requests)
+        results = ingestion.validate_many(requests)
     except Exception:  # a bug: each request alone, to answer each with its own error
         results = []
         for request in requests:
             try:
-                results.append(validate(*request))
+                results.append(ingestion.validate(*request))
             except Exception as exc:
                 results.append(exc)
     answers = []
@@ -128,7 +129,7 @@ def _answer(sock: socket.socket, frames: list) -> None:
                 result = result.encode()
             except Exception as exc:
                 result = exc
-        if isinstance(result, Exception) and not isinstance(result, ApiError):
+        if isinstance(result, Exception) and not isinstance(result, ingestion.ApiError):
             result = RuntimeError(f"{type(result).__name__}: {result}")  # answered 500
         answer = pickle.dumps((request_id, not isinstance(result, Exception), result), protocol=5)
         answers += (_LENGTH.pack(len(answer)), answer)
@@ -138,13 +139,14 @@ def _answer(sock: socket.socket, frames: list) -> None:
 def _send_all(sock: socket.socket, parts: list) -> None:
     """`sendall` of the parts one after the other, without joining them first (a copy)."""
     views = [memoryview(p) for p in parts]
-    while views:
-        sent = sock.sendmsg(views[:_IOV_MAX])
-        while views and sent >= len(views[0]):
-            sent -= len(views[0])
-            views.pop(0)
+    first = 0
+    while first < len(views):
+        sent = sock.sendmsg(views[first : first + _IOV_MAX])
+        while first < len(views) and sent >= len(views[first]):
+            sent -= len(views[first])
+            first += 1
         if sent:
-            views[0] = views[0][sent:]
+            views[first] = views[first][sent:]
 
 
 def _worker_main(sock: socket.socket) -> None:
